@@ -1,0 +1,47 @@
+# bridgehead: `make run` starts a server on the embedded defaults; `make test` checks everything.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench install install-test services openapi clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/bridgehead serve
+
+# Debian services the tests use (PostgreSQL; Slurm and munge). Installed and started only under
+# CI=true or when asked with SERVICES=1; each test that needs one skips when it is absent.
+services:
+	@if [ "$$CI" = "true" ] || [ "$$SERVICES" = "1" ]; then bash scripts/test-services.sh; fi
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+test: install-test services lint
+	. ./.test-env 2>/dev/null; PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+openapi: install
+	$(BIN)/python -m bridgehead.openapi > openapi.json
+
+bench: install-test
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .bridgehead .pytest_cache .mypy_cache .ruff_cache .test-env

@@ -1,0 +1,3 @@
+from bridgehead.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path).
+
+- strips a trailing slash so ``/projects/`` and ``/upload/multipart/{id}/part/`` route like their twins;
+- adds ``X-Request-Id`` and the ``X-RateLimit-*`` headers to every response.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridgehead.api.ratelimit import RateLimiter
+
+
+class SbgHeadersMiddleware:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = dict(scope)
+            scope["path"] = path.rstrip("/") or "/"
+            raw = scope.get("raw_path")
+            if raw:
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        request_id = uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                rate = state.get("rate") or self.limiter.peek(None)
+                headers.extend(rate.headers())
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

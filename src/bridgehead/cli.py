@@ -1,0 +1,200 @@
+"""The ``bridgehead`` command line: serve, admin (users, tokens)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bridgehead import __version__
+from bridgehead.config import Settings
+from bridgehead.db import migrate
+from bridgehead.db.session import Database
+from bridgehead.domain import users
+
+app = typer.Typer(
+    help="bridgehead: the Seven Bridges API v2, self-hosted, running CWL for real.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+admin = typer.Typer(help="Manage users and tokens.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory [env BRIDGEHEAD_DATA_DIR]")]
+DbUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL [env BRIDGEHEAD_DATABASE_URL]")
+]
+
+
+def load_settings(**given: Any) -> Settings:
+    """CLI values win over ``BRIDGEHEAD_*`` variables, which win over the defaults."""
+    return Settings(**{k: v for k, v in given.items() if v is not None})
+
+
+def prepare(settings: Settings) -> Database:
+    """Create the data dir and bring the schema up to date; refuse with a clear message if we cannot."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        migrate.upgrade(settings.resolved_database_url)
+    except Exception as exc:  # a database we cannot reach or migrate: say what to fix
+        console.print(f"[red]error:[/] cannot prepare the database {_safe_url(settings)}: {exc}")
+        console.print("Check --database-url / BRIDGEHEAD_DATABASE_URL and that the server is reachable.")
+        raise typer.Exit(2)
+    return Database(settings.resolved_database_url, pool_size=2)
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="bind address [env BRIDGEHEAD_HOST, default 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port [env BRIDGEHEAD_PORT, default 8080]")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    public_url: Annotated[str | None, typer.Option(help="base URL clients use, for hrefs")] = None,
+    tls_self_signed: Annotated[
+        bool | None, typer.Option("--tls-self-signed", help="serve https with a generated certificate")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    engine: Annotated[str | None, typer.Option(help="execution engine: local, fake, toil, slurm")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None, typer.Option(help="trust X-Forwarded-* from these proxies")
+    ] = None,
+    dispatcher: Annotated[
+        bool | None,
+        typer.Option("--dispatcher/--no-dispatcher", help="run the task dispatcher in this process"),
+    ] = None,
+) -> None:
+    """Run the API server (migrations are applied first)."""
+    import uvicorn
+
+    from bridgehead.main import create_app
+    from bridgehead.tls import ensure_self_signed
+
+    settings = load_settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=public_url,
+        tls_self_signed=tls_self_signed,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        engine=engine,
+        forwarded_allow_ips=forwarded_allow_ips,
+        dispatcher=dispatcher,
+    )
+    problems = settings.unsafe_reasons()
+    if problems:
+        for p in problems:
+            console.print(f"[red]error:[/] {p}")
+        raise typer.Exit(2)
+    db = prepare(settings)
+    with db.write() as s:
+        if users.count_users(s) == 0:
+            user = users.create_user(s, "admin", is_admin=True)
+            token = users.add_token(s, user)
+            console.print("First start: created the admin user [bold]admin[/]. Its API token (shown once):")
+            typer.echo(token)
+    ssl: dict[str, Any] = {}
+    if settings.tls_self_signed:
+        cert, key = ensure_self_signed(settings.tls_dir, settings.host)
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    elif settings.tls_cert and settings.tls_key:
+        ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    scheme = "https" if ssl else "http"
+    shown_host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    url = (settings.public_url or f"{scheme}://{shown_host}:{settings.port}").rstrip("/").removesuffix(
+        "/v2"
+    ) + "/v2"
+    console.print(
+        f"bridgehead {__version__} listening on [bold]{url}[/] (engine {settings.engine}, "
+        f"data {settings.data_dir.resolve()})"
+    )
+    if settings.tls_self_signed:
+        console.print(f"  export REQUESTS_CA_BUNDLE={Path(ssl['ssl_certfile']).resolve()}")
+    console.print(
+        f"  python -c \"import sevenbridges as sbg; print(sbg.Api(url='{url}', token='<token>').users.me())\""
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    application = create_app(settings, db)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        **ssl,
+    )
+
+
+@admin.command("create-user")
+def create_user(
+    username: str,
+    email: Annotated[str, typer.Option(help="e-mail address")] = "",
+    is_admin: Annotated[bool, typer.Option("--admin", help="make the user a site admin")] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a user; its new API token is printed alone on the last line."""
+    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        with db.write() as s:
+            user = users.create_user(s, username, email=email, is_admin=is_admin)
+            token = users.add_token(s, user)
+    except users.SbgErrors as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1)
+    console.print(f"created user {username}{' (admin)' if is_admin else ''}")
+    typer.echo(token)
+
+
+@admin.command("create-token")
+def create_token(username: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Add an API token to a user; printed alone on the last line."""
+    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        with db.write() as s:
+            token = users.add_token(s, users.get_by_username(s, username))
+    except users.SbgErrors as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1)
+    typer.echo(token)
+
+
+@admin.command("list-users")
+def list_users(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """List users."""
+    from rich.table import Table
+
+    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
+    table = Table("username", "email", "admin", "created")
+    with db.read() as s:
+        for u in users.list_users(s):
+            table.add_row(
+                u.username, u.email, "yes" if u.is_admin else "", u.created_on.strftime("%Y-%m-%d %H:%M")
+            )
+    Console().print(table)
+
+
+def main() -> None:
+    app(prog_name="bridgehead")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,70 @@
+"""App factory: routers under ``/v2``, middleware, error handlers, and the background dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import ORJSONResponse
+
+from bridgehead import __version__
+from bridgehead.api import errors
+from bridgehead.api.deps import AppState
+from bridgehead.api.middleware import SbgHeadersMiddleware
+from bridgehead.api.ratelimit import RateLimiter
+from bridgehead.api.v2 import ROUTERS, root
+from bridgehead.config import Settings
+from bridgehead.db.session import Database
+from bridgehead.workers import lifecycle
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    database = db or Database(settings.resolved_database_url)
+    state = AppState(
+        settings=settings, db=database, limiter=RateLimiter(settings.rate_limit, settings.rate_limit_window)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        handle = lifecycle.start(state)
+        try:
+            yield
+        finally:
+            lifecycle.stop(state, handle)
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="bridgehead",
+        version=__version__,
+        description="Seven Bridges public API v2, self-hosted: projects, files, CWL apps and tasks that run.",
+        default_response_class=ORJSONResponse,
+        redirect_slashes=False,
+        lifespan=lifespan,
+    )
+    app.state.bridgehead = state
+    errors.install(app)
+
+    v2 = APIRouter(prefix="/v2")
+    for router in ROUTERS:
+        v2.include_router(router)
+    app.include_router(v2)
+    app.add_api_route(
+        "/v2",
+        root.root,
+        methods=["GET"],
+        tags=["users"],
+        summary="Root resource: a map of the API's collections",
+    )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter)
+    return app

@@ -1,0 +1,45 @@
+"""Wire helpers shared by every schema module."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+
+def fmt_dt(value: datetime | None) -> str | None:
+    """``YYYY-MM-DDTHH:MM:SSZ``: the only shape the official client parses (never ``+00:00``)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+SbgDateTime = Annotated[datetime, PlainSerializer(fmt_dt, return_type=str)]
+
+
+class Wire(BaseModel):
+    """Base for request bodies: unknown fields are ignored, as the platform does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorBody(BaseModel):
+    status: int
+    code: int
+    message: str
+    more_info: str
+
+
+class Link(BaseModel):
+    href: str
+    rel: str
+    method: str = "GET"
+
+
+class Collection(BaseModel):
+    href: str
+    items: list[dict[str, Any]]
+    links: list[Link]
