@@ -1,0 +1,3 @@
+"""ORM models for execution (tables are created by this module's own migration)."""
+
+from __future__ import annotations

@@ -1,0 +1,135 @@
+"""Content-addressed blob store for file contents.
+
+Blobs are written to a temporary name while their SHA-256 is computed, fsynced, then renamed to
+``<aa>/<sha256>``: a crash never leaves a half-written blob under a real key, and equal contents
+are stored once (copies of a file share one blob). Nothing is read whole into memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+CHUNK = 1024 * 1024
+
+
+class BlobStore(Protocol):
+    """What the rest of bridgehead needs from a blob store (local disk today; S3 or a shared FS later)."""
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]: ...
+    def put_file(self, src: Path, move: bool = False) -> tuple[str, int]: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def path(self, key: str) -> Path: ...
+    def size(self, key: str) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def iter_range(self, key: str, start: int, end: int) -> Iterator[bytes]: ...
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        if len(key) < 3 or "/" in key or "." in key:
+            raise ValueError(f"bad blob key {key!r}")
+        return self.root / key[:2] / key
+
+    def _commit(self, tmp_path: Path, digest: str) -> str:
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            tmp_path.unlink(missing_ok=True)
+        else:
+            os.replace(tmp_path, final)
+            _fsync_dir(final.parent)
+        return digest
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        sha = hashlib.sha256()
+        size = 0
+        fd, name = tempfile.mkstemp(dir=self.tmp)
+        tmp_path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    sha.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            return self._commit(tmp_path, sha.hexdigest()), size
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+
+    def put_file(self, src: Path, move: bool = False) -> tuple[str, int]:
+        """Store a local file; with ``move`` it is renamed in when on the same filesystem."""
+        sha = hashlib.sha256()
+        with open(src, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
+        size = src.stat().st_size
+        final = self.path(digest)
+        if final.exists():
+            return digest, size
+        fd, name = tempfile.mkstemp(dir=self.tmp)
+        os.close(fd)
+        tmp_path = Path(name)
+        try:
+            if move:
+                try:
+                    os.replace(src, tmp_path)
+                except OSError:
+                    shutil.copyfile(src, tmp_path)
+            else:
+                shutil.copyfile(src, tmp_path)
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            return self._commit(tmp_path, digest), size
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def size(self, key: str) -> int:
+        return self.path(key).stat().st_size
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def iter_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` inclusive, in chunks."""
+        with self.open(key) as fh:
+            fh.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                chunk = fh.read(min(CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
