@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EngineName = Literal["local", "fake", "toil", "slurm"]
 
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     price_gb_month: float = 0.0
 
     # Roots a `local` volume may point at (colon separated in the environment).
-    volume_roots: list[Path] = Field(default_factory=list)
+    volume_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     # Toil / Slurm (cluster deployments).
     work_dir: Path | None = None
