@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bridgehead.db.base import Base, UTCDateTime, utcnow
+from bridgehead.db.models.projects import Project
 
 
 class App(Base):
@@ -22,9 +23,15 @@ class App(Base):
     latest_revision: Mapped[int] = mapped_column(Integer, default=0)
     # The app this one was copied from (``owner/project/name/rev``), for sync.
     copy_of: Mapped[str | None] = mapped_column(String(400), default=None)
+    # How the copy was made (clone, direct, clone_direct, transient): decides whom ``sync`` follows.
+    copy_strategy: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The latest revision's label and doc, kept on the app so ``GET /apps?q=`` never reads raw CWL.
+    label: Mapped[str | None] = mapped_column(String(1000), default=None)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
     created_on: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     modified_on: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    project: Mapped[Project] = relationship()
     revisions: Mapped[list[AppRevision]] = relationship(back_populates="app", cascade="all, delete-orphan")
 
 

@@ -1,0 +1,20 @@
+cwlVersion: v1.2
+class: Workflow
+label: Sort then count
+requirements:
+  - class: StepInputExpressionRequirement
+inputs:
+  infile: File
+outputs:
+  count:
+    type: File
+    outputSource: count/count
+steps:
+  sort:
+    run: sort.cwl
+    in: {unsorted: infile}
+    out: [sorted]
+  count:
+    run: count.cwl
+    in: {text: sort/sorted}
+    out: [count]
