@@ -214,7 +214,10 @@ def test_bad_documents_are_refused_and_change_nothing(
 
 
 def test_invalid_json_document_reports_the_line(http: httpx.Client, project: str) -> None:
-    body = '{\n  "cwlVersion": "v1.2",\n  "class": "CommandLineTool",\n  "inputs": [\n    {"id": "x", "type": "Filex"}\n  ],\n  "outputs": []\n}'
+    body = (
+        '{\n  "cwlVersion": "v1.2",\n  "class": "CommandLineTool",\n'
+        '  "inputs": [\n    {"id": "x", "type": "Filex"}\n  ],\n  "outputs": []\n}'
+    )
     resp = http.post(
         f"/apps/{project}/broken/raw", content=body, headers={"Content-Type": "application/json"}
     )
