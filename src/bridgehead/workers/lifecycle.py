@@ -11,8 +11,24 @@ def start(state: AppState) -> Any:
     """Start background loops; returns a handle for ``stop``. No loop runs with ``dispatcher`` off."""
     if not state.settings.dispatcher:
         return None
-    return None
+    from bridgehead.workers.transfers import TransferWorker
+
+    state.extras["transfers"] = TransferWorker(state.db, state.settings).start()
+    from bridgehead.workers.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(state.settings, state.db)
+    dispatcher.start()
+    state.extras["dispatcher"] = dispatcher
+    return {"dispatcher": dispatcher}
 
 
 def stop(state: AppState, handle: Any) -> None:
-    del state, handle
+    transfer_worker = state.extras.pop("transfers", None)
+    if transfer_worker is not None:
+        transfer_worker.stop()
+    if not handle:
+        return
+    dispatcher = handle.get("dispatcher")
+    if dispatcher is not None:
+        dispatcher.stop()
+    state.extras.pop("dispatcher", None)

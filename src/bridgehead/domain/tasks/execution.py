@@ -1,0 +1,255 @@
+"""Execution bookkeeping used by the dispatcher: expanding batches, starting and finishing runs.
+
+These functions take a session and never commit; the dispatcher owns the transactions. They are
+kept here (not in the worker) so a separate ``bridgehead worker`` reuses exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from bridgehead.db.base import new_uuid, utcnow
+from bridgehead.db.models import AppRevision, File, Project, User
+from bridgehead.db.models.tasks import ABORTED, COMPLETED, FAILED, QUEUED, RUNNING, Task
+from bridgehead.domain import files
+from bridgehead.domain.errors import SbgError
+from bridgehead.domain.tasks import batching, locations, outputs, pricing, rules
+from bridgehead.domain.tasks.validation import file_ref, load_files
+from bridgehead.engines.base import JobInfo, RunStatus
+from bridgehead.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+def summary_of(session: Session, task: Task) -> dict[str, Any]:
+    rev = session.get(AppRevision, task.app_revision_id) if task.app_revision_id else None
+    return dict(rev.summary or {}) if rev is not None else {"inputs": [], "outputs": []}
+
+
+def expand(session: Session, parent: Task) -> int:
+    """Create the children of a queued batch parent (one bulk insert) and start the parent."""
+    summary = summary_of(session, parent)
+    inputs = dict(parent.inputs or {})
+    key = parent.batch_input or ""
+    value = inputs.get(key)
+    items = value if isinstance(value, list) else ([] if value is None else [value])
+    port: dict[str, Any] = next((i for i in summary.get("inputs", []) if i.get("id") == key), {})
+    port_type = port.get("type")
+    port_is_array = (isinstance(port_type, dict) and port_type.get("type") == "array") or (
+        isinstance(port_type, list)
+        and any(isinstance(t, dict) and t.get("type") == "array" for t in port_type)
+    )
+    metadata: dict[str, dict[str, Any]] = {}
+    if (parent.batch_by or {}).get("type") == batching.CRITERIA:
+        ids = {ref for ref in (file_ref(i)[1] for i in items) if ref}
+        metadata = {fid: dict(f.metadata_ or {}) for fid, f in load_files(session, ids).items()}
+    grouped = batching.groups(items, parent.batch_by or {"type": batching.ITEM}, metadata)
+    now = utcnow()
+    if not grouped:
+        rules.transition(
+            parent, FAILED, message=f"Batch input '{key}' is empty: there is nothing to run.", now=now
+        )
+        return 0
+    rows = []
+    for index, (members, group) in enumerate(grouped):
+        child_inputs = dict(inputs)
+        child_inputs[key] = members if port_is_array else members[0]
+        rows.append(
+            {
+                "id": new_uuid(),
+                "project_id": parent.project_id,
+                "name": f"{parent.name} - {group['value']}"[:255],
+                "description": parent.description,
+                "app_id": parent.app_id,
+                "app_revision_id": parent.app_revision_id,
+                "status": QUEUED,
+                "created_by": parent.created_by,
+                "executed_by": parent.executed_by,
+                "created_time": now,
+                "queued_time": now,
+                "start_time": None,
+                "end_time": None,
+                "batch": False,
+                "batch_input": None,
+                "batch_by": None,
+                "batch_group": group,
+                "batch_disabled": False,
+                "parent_id": parent.id,
+                "expanded": False,
+                "use_interruptible_instances": parent.use_interruptible_instances,
+                "execution_settings": dict(parent.execution_settings or {}),
+                "inputs": child_inputs,
+                "outputs": dict(parent.outputs or {}),
+                "output_location": parent.output_location,
+                "errors": [],
+                "warnings": [],
+                "execution_status": {"message": "In queue"},
+                "price": None,
+                "origin_id": None,
+                "engine": None,
+                "engine_handle": None,
+                "claimed_by": None,
+                "abort_requested": False,
+                "cores": parent.cores,
+                "memory": parent.memory,
+                "output_folder": None,
+                "jobs": [],
+                "batch_index": index,
+            }
+        )
+    for start in range(0, len(rows), 1000):
+        session.execute(insert(Task), rows[start : start + 1000])
+    parent.expanded = True
+    parent.claimed_by = None
+    rules.transition(parent, RUNNING, now=now)
+    rules.rollup(session, parent, now)
+    return len(rows)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def jobs_json(jobs: list[JobInfo], logs: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": j.name,
+            "status": "FAILED" if j.status == "ABORTED" else j.status,
+            "start_time": _iso(j.start_time),
+            "end_time": _iso(j.end_time),
+            "command_line": j.command_line,
+            "logs": (logs or {}).get(j.name, {}),
+        }
+        for j in jobs
+    ]
+
+
+def progress(task: Task, status: RunStatus) -> None:
+    """Record steps and jobs of a running task (only when something changed, to spare writes)."""
+    current = task.execution_status or {}
+    if (
+        current.get("steps_completed") == status.steps_completed
+        and current.get("steps_total") == status.steps_total
+        and len(task.jobs or []) == len(status.jobs)
+    ):
+        return
+    es = rules.base_status(task)
+    es.update(
+        message=status.message or "Running",
+        steps_completed=status.steps_completed,
+        steps_total=max(status.steps_total, 1),
+    )
+    task.execution_status = es
+    task.jobs = jobs_json(status.jobs)
+
+
+def _store_logs(
+    session: Session, blobs: BlobStore, task: Task, project: Project, folder: File, jobs: list[JobInfo]
+) -> dict[str, dict[str, str]]:
+    """Each job's log files become project files under ``<output folder>/.logs``."""
+    out: dict[str, dict[str, str]] = {}
+    logs_folder: File | None = None
+    for job in jobs:
+        for name, path in job.logs.items():
+            p = Path(path)
+            if not p.is_file():
+                continue
+            if logs_folder is None:
+                logs_folder = files.make_folder(
+                    session, project=project, parent=folder, name=".logs", exist_ok=True
+                )
+            key, size = blobs.put_file(p)
+            placed = files.place_file(
+                session,
+                project=project,
+                parent=logs_folder,
+                name=files.check_name(f"{job.name}.{name}"),
+                blob_key=key if size else None,
+                size=size,
+                conflict="autorename",
+                origin_task=task.id,
+            )
+            out.setdefault(job.name, {})[name] = placed.id
+    return out
+
+
+def _export(
+    session: Session, task: Task, placed: list[tuple[str, File]], targets: dict[str, locations.Target]
+) -> None:
+    from bridgehead.domain import transfers  # the volumes area; imported here to keep the API light
+
+    wanted = [(oid, f) for oid, f in placed if targets.get(oid) and targets[oid].volume]
+    if not wanted:
+        return
+    user = session.scalar(select(User).where(User.username == (task.executed_by or task.created_by)))
+    if user is None:
+        return
+    loc = dict(task.output_location or {})
+    records: list[dict[str, Any]] = list(loc.get("exports", []))
+    warnings = list(task.warnings or [])
+    for oid, f in wanted:
+        target = targets[oid]
+        assert target.volume is not None
+        location = f"{target.prefix.strip('/')}/{f.name}".lstrip("/")
+        try:
+            with session.begin_nested():
+                job = transfers.request_export(session, user, f, target.volume, location, overwrite=True)
+            records.append(
+                {
+                    "output_id": oid,
+                    "file": f.id,
+                    "volume": target.volume,
+                    "location": location,
+                    "export": job.id,
+                }
+            )
+        except SbgError as exc:
+            warnings.append(
+                {"type": "warning/task/output_export", "message": exc.message, "input_id": oid, "path": oid}
+            )
+    loc["exports"] = records
+    task.output_location = loc
+    task.warnings = warnings
+
+
+def finish(
+    session: Session, blobs: BlobStore, task: Task, status: RunStatus, prices: pricing.PriceTable
+) -> None:
+    """Record a finished run: outputs as project files, logs, the required-output check, price, state."""
+    if status.started_at and task.start_time is None:
+        task.start_time = datetime.fromtimestamp(status.started_at, UTC)
+    if status.state == "aborted" or task.abort_requested:
+        task.jobs = jobs_json(status.jobs)
+        rules.transition(task, ABORTED, prices=prices)
+        return
+    project = session.get(Project, task.project_id)
+    assert project is not None
+    summary = summary_of(session, task)
+    output_ids = [str(o.get("id")) for o in summary.get("outputs", [])]
+    folder, targets = locations.targets(session, task, project, output_ids)
+    task.output_folder = folder.id
+    logs = _store_logs(session, blobs, task, project, folder, status.jobs)
+    task.jobs = jobs_json(status.jobs, logs)
+    if status.state != "completed":
+        rules.transition(task, FAILED, message=status.message or "Failed", prices=prices)
+        return
+    ingested = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
+    task.outputs = ingested.outputs
+    if ingested.missing:
+        message = "Required output(s) not produced: " + ", ".join(ingested.missing) + "."
+        rules.transition(task, FAILED, message=message, prices=prices, output_bytes=ingested.total_bytes)
+        return
+    _export(session, task, ingested.placed, targets)
+    rules.transition(task, COMPLETED, prices=prices, output_bytes=ingested.total_bytes)
+
+
+def fail(task: Task, message: str, prices: pricing.PriceTable) -> None:
+    rules.transition(task, FAILED, message=message, prices=prices)

@@ -1,0 +1,337 @@
+"""The dispatcher loop: expands batches, admits QUEUED tasks into the engine, polls, finishes, aborts.
+
+Request handlers only change rows; this loop does the work. Tasks are claimed with one conditional
+UPDATE (``status='QUEUED' AND claimed_by IS NULL``), so several dispatchers or ``bridgehead worker``
+processes on one database never take the same task. Each step opens its own short transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bridgehead.config import Settings
+from bridgehead.db.models import AppRevision
+from bridgehead.db.models.tasks import ABORTED, ABORTING, QUEUED, RUNNING, Task
+from bridgehead.db.session import Database
+from bridgehead.domain.tasks import execution, pricing, rules, staging
+from bridgehead.engines import get_engine
+from bridgehead.engines.base import Engine, RunSpec, RunStatus
+from bridgehead.storage.blobs import store_for
+
+log = logging.getLogger(__name__)
+
+ADMIT_BATCH = 200
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        engine: Engine | None = None,
+        worker_id: str | None = None,
+        interval: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.engine = engine or get_engine(settings)
+        self.worker_id = worker_id or f"{socket.gethostname()}/{self.engine.name}"
+        self.interval = interval
+        self.blobs = store_for(settings)
+        self.prices = pricing.PriceTable(settings.price_cpu_hour, settings.price_gb_month)
+        # task id -> (cores, memory MiB, engine handle or None): runs this dispatcher owns.
+        self.inflight: dict[str, tuple[int, int, dict[str, Any] | None]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self.run_forever, name="bridgehead-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.tick()
+            except Exception:  # a bad row must not kill the loop; it is logged and retried
+                log.exception("dispatcher tick failed")
+                busy = False
+            if not busy:
+                self._stop.wait(self.interval)
+
+    def tick(self) -> bool:
+        """One pass over every kind of work; True when something happened (loop again at once)."""
+        busy = self.expand_batches()
+        busy = self.handle_aborts() or busy
+        busy = self.admit() or busy
+        busy = self.poll() or busy
+        return busy
+
+    # --- recovery ----------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Adopt this worker's runs after a restart; claims that never reached the engine are released."""
+        with self.db.write() as s:
+            s.execute(
+                update(Task)
+                .where(Task.claimed_by == self.worker_id, Task.status == QUEUED, Task.engine_handle.is_(None))
+                .values(claimed_by=None)
+            )
+            rows = s.execute(
+                select(Task.id, Task.cores, Task.memory, Task.engine_handle).where(
+                    Task.claimed_by == self.worker_id, Task.status.in_([RUNNING, ABORTING, QUEUED])
+                )
+            ).all()
+        for task_id, cores, memory, handle in rows:
+            self.inflight[task_id] = (cores, memory, handle)
+        recovered: dict[str, RunStatus] = {}
+        for task_id, (_, _, handle) in list(self.inflight.items()):
+            if handle is None:
+                continue
+            try:
+                recovered[task_id] = self.engine.recover(handle)
+            except Exception as exc:  # the engine cannot tell: fail the task with the reason
+                recovered[task_id] = RunStatus("failed", f"Could not recover the run after a restart: {exc}")
+        self._record(recovered)
+
+    # --- batches -----------------------------------------------------------------------------------
+
+    def expand_batches(self) -> bool:
+        with self.db.read() as s:
+            ids = list(
+                s.scalars(
+                    select(Task.id)
+                    .where(
+                        Task.status == QUEUED,
+                        Task.batch.is_(True),
+                        Task.expanded.is_(False),
+                        Task.claimed_by.is_(None),
+                    )
+                    .limit(20)
+                )
+            )
+        for task_id in ids:
+            with self.db.write() as s:
+                result: Any = s.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.status == QUEUED, Task.claimed_by.is_(None))
+                    .values(claimed_by=self.worker_id)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:
+                    continue
+                parent = s.get(Task, task_id)
+                assert parent is not None
+                s.refresh(parent)
+                count = execution.expand(s, parent)
+                log.info("batch %s expanded into %d children", task_id, count)
+        return bool(ids)
+
+    # --- admission ---------------------------------------------------------------------------------
+
+    def _free(self) -> tuple[int, int]:
+        cores, memory = self.engine.capacity()
+        used_c = sum(c for c, _, _ in self.inflight.values())
+        used_m = sum(m for _, m, _ in self.inflight.values())
+        return cores - used_c, memory - used_m
+
+    def admit(self) -> bool:
+        cap_cores, cap_mem = self.engine.capacity()
+        free_c, free_m = self._free()
+        with self.db.read() as s:
+            rows = s.execute(
+                select(Task.id, Task.cores, Task.memory)
+                .where(Task.status == QUEUED, Task.claimed_by.is_(None), Task.batch.is_(False))
+                .order_by(Task.queued_time, Task.created_time, Task.id)
+                .limit(ADMIT_BATCH)
+            ).all()
+        if not rows:
+            return False
+        too_big: list[str] = []
+        chosen: list[str] = []
+        for task_id, cores, memory in rows:
+            if cores > cap_cores or memory > cap_mem:
+                too_big.append(task_id)
+            elif cores <= free_c and memory <= free_m:
+                chosen.append(task_id)
+                free_c -= cores
+                free_m -= memory
+        if too_big:
+            self._fail_too_big(too_big, cap_cores, cap_mem)
+        if not chosen:
+            return bool(too_big)
+        with self.db.write() as s:
+            s.execute(
+                update(Task)
+                .where(Task.id.in_(chosen), Task.status == QUEUED, Task.claimed_by.is_(None))
+                .values(claimed_by=self.worker_id, engine=self.engine.name)
+                .execution_options(synchronize_session=False)
+            )
+            mine = s.execute(
+                select(Task.id, Task.cores, Task.memory).where(
+                    Task.id.in_(chosen), Task.claimed_by == self.worker_id
+                )
+            ).all()
+        for task_id, cores, memory in mine:
+            self.inflight[task_id] = (cores, memory, None)
+        self._submit([row[0] for row in mine])
+        return True
+
+    def _fail_too_big(self, ids: list[str], cap_cores: int, cap_mem: int) -> None:
+        touched: set[str] = set()
+        with self.db.write() as s:
+            for task in s.scalars(select(Task).where(Task.id.in_(ids), Task.status == QUEUED)):
+                execution.fail(
+                    task,
+                    f"The task needs {task.cores} cores and {task.memory} MiB of memory, but the "
+                    f"engine '{self.engine.name}' has at most {cap_cores} cores and {cap_mem} MiB.",
+                    self.prices,
+                )
+                if task.parent_id:
+                    touched.add(task.parent_id)
+            self._rollup(s, touched)
+
+    def _spec(self, s: Any, task: Task) -> RunSpec:
+        rev = s.get(AppRevision, task.app_revision_id) if task.app_revision_id else None
+        raw = dict(rev.raw) if rev is not None else {}
+        summary = dict(rev.summary or {}) if rev is not None else {}
+        declared = {str(i.get("id")) for i in summary.get("inputs", [])}
+        workdir = (self.settings.tasks_dir / task.id).resolve()
+        order = staging.job_order(s, self.blobs, dict(task.inputs or {}), workdir, declared)
+        settings = dict(task.execution_settings or {})
+        settings["use_interruptible_instances"] = task.use_interruptible_instances
+        return RunSpec(
+            task_id=task.id,
+            app_id=task.app_id,
+            app_raw=raw,
+            job_order=order,
+            workdir=workdir,
+            cores=task.cores,
+            memory_mib=task.memory,
+            settings=settings,
+        )
+
+    def _submit(self, ids: list[str]) -> None:
+        started: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        with self.db.read() as s:
+            tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+            specs: dict[str, RunSpec] = {}
+            for task in tasks:
+                try:
+                    specs[task.id] = self._spec(s, task)
+                except staging.StagingError as exc:
+                    failed[task.id] = str(exc)
+        for task_id, spec in specs.items():
+            try:
+                started[task_id] = self.engine.submit(spec)
+            except Exception as exc:  # the engine refused: the task fails with its reason
+                log.exception("engine submit failed for %s", task_id)
+                failed[task_id] = f"The engine could not start the task: {exc}"
+        touched: set[str] = set()
+        with self.db.write() as s:
+            for task in s.scalars(select(Task).where(Task.id.in_(ids))):
+                if task.id in failed:
+                    self.inflight.pop(task.id, None)
+                    if task.status in (QUEUED, ABORTING):
+                        execution.fail(task, failed[task.id], self.prices)
+                        touched.add(task.parent_id or "")
+                    continue
+                handle = started.get(task.id)
+                task.engine_handle = handle
+                cores, memory, _ = self.inflight.get(task.id, (task.cores, task.memory, None))
+                self.inflight[task.id] = (cores, memory, handle)
+                if task.status == QUEUED:
+                    rules.transition(task, RUNNING)
+            self._rollup(s, touched)
+
+    # --- polling and finishing ---------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        statuses: dict[str, RunStatus] = {}
+        for task_id, (_, _, handle) in list(self.inflight.items()):
+            if handle is None:
+                continue
+            try:
+                statuses[task_id] = self.engine.poll(handle)
+            except Exception as exc:
+                log.exception("engine poll failed for %s", task_id)
+                statuses[task_id] = RunStatus("failed", f"The engine lost track of the run: {exc}")
+        if not statuses:
+            return False
+        return self._record(statuses)
+
+    def _record(self, statuses: dict[str, RunStatus]) -> bool:
+        finished = {k: v for k, v in statuses.items() if v.state in ("completed", "failed", "aborted")}
+        running = {k: v for k, v in statuses.items() if k not in finished}
+        touched: set[str] = set()
+        with self.db.write() as s:
+            for task in s.scalars(select(Task).where(Task.id.in_(list(statuses)))):
+                status = statuses[task.id]
+                if task.id in running:
+                    execution.progress(task, status)
+                    continue
+                try:
+                    with s.begin_nested():
+                        execution.finish(s, self.blobs, task, status, self.prices)
+                except Exception as exc:  # ingestion failed: the task fails, the loop goes on
+                    log.exception("finishing task %s failed", task.id)
+                    s.refresh(task)
+                    if task.status not in (ABORTED, "COMPLETED", "FAILED"):
+                        execution.fail(task, f"Recording the task's results failed: {exc}", self.prices)
+                if task.parent_id:
+                    touched.add(task.parent_id)
+            self._rollup(s, touched)
+        for task_id in finished:
+            self.inflight.pop(task_id, None)
+        return bool(finished)
+
+    def _rollup(self, s: Any, parent_ids: set[str]) -> None:
+        for pid in parent_ids:
+            if not pid:
+                continue
+            parent = s.get(Task, pid)
+            if parent is not None:
+                rules.rollup(s, parent)
+
+    # --- aborts ------------------------------------------------------------------------------------
+
+    def handle_aborts(self) -> bool:
+        with self.db.read() as s:
+            rows = s.execute(
+                select(Task.id, Task.engine_handle, Task.claimed_by)
+                .where(Task.status == ABORTING, Task.batch.is_(False))
+                .limit(500)
+            ).all()
+        mine = [(tid, h) for tid, h, owner in rows if owner in (None, self.worker_id)]
+        if not mine:
+            return False
+        for _, handle in mine:
+            if handle is not None:
+                try:
+                    self.engine.cancel(handle)
+                except Exception:
+                    log.exception("engine cancel failed")
+        touched: set[str] = set()
+        with self.db.write() as s:
+            for task in s.scalars(
+                select(Task).where(Task.id.in_([tid for tid, _ in mine]), Task.status == ABORTING)
+            ):
+                rules.transition(task, ABORTED, prices=self.prices)
+                self.inflight.pop(task.id, None)
+                if task.parent_id:
+                    touched.add(task.parent_id)
+            self._rollup(s, touched)
+        return True
