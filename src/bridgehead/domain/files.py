@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, TextClause, func, select, text
 from sqlalchemy.orm import Session
 
 from bridgehead.db.base import utcnow
 from bridgehead.db.models import File, Project, User
 from bridgehead.db.models.files import FILE, FOLDER
+from bridgehead.db.models.uploads import FileMetadata
 from bridgehead.domain import projects
 from bridgehead.domain.errors import BadRequest, Conflict, NotFound
+from bridgehead.storage.blobs import LocalBlobStore
 
 MAX_NAME = 255
 FILE_ID_RE = re.compile(r"^[0-9a-f]{24}$")
@@ -156,3 +159,284 @@ def make_folder(
 def blob_in_use(session: Session, blob_key: str) -> bool:
     """Copies share blobs; a blob may be deleted only when no file row points at it."""
     return session.scalar(select(File.id).where(File.blob_key == blob_key).limit(1)) is not None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation of user-supplied metadata and tags
+
+MAX_META_KEYS = 1000
+MAX_META_KEY = 100
+MAX_META_VALUE = 300
+MAX_TAGS = 1000
+MAX_TAG = 128
+
+
+def check_metadata(value: Any, field: str = "metadata", allow_null: bool = False) -> dict[str, Any]:
+    """Metadata is a map of strings (≤1000 keys, key ≤100 bytes, value ≤300 bytes); 5006 otherwise.
+
+    Numbers and booleans are turned into strings as the platform does; ``None`` survives only where
+    it means "remove this key" (a merge).
+    """
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{field}' must be a JSON object of string values.", code=5006, field=field)
+    if len(value) > MAX_META_KEYS:
+        raise BadRequest(f"'{field}' has more than {MAX_META_KEYS} keys.", code=5006, field=field)
+    out: dict[str, Any] = {}
+    for key, val in value.items():
+        if not key or len(key.encode()) > MAX_META_KEY:
+            raise BadRequest(
+                f"Metadata key {key[:40]!r} must be 1 to {MAX_META_KEY} bytes long.", code=5006, field=field
+            )
+        if val is None:
+            if not allow_null:
+                raise BadRequest(
+                    f"Metadata value of {key!r} must be a string, not null.", code=5006, field=field
+                )
+            out[key] = None
+            continue
+        if isinstance(val, bool):
+            val = "true" if val else "false"
+        elif isinstance(val, int | float):
+            val = str(val)
+        if not isinstance(val, str):
+            raise BadRequest(f"Metadata value of {key!r} must be a string.", code=5006, field=field)
+        if len(val.encode()) > MAX_META_VALUE:
+            raise BadRequest(
+                f"Metadata value of {key!r} is longer than {MAX_META_VALUE} bytes.", code=5006, field=field
+            )
+        out[key] = val
+    return out
+
+
+def merge_metadata(current: dict[str, Any], patch: dict[str, Any], field: str = "metadata") -> dict[str, Any]:
+    merged = dict(current)
+    for key, val in patch.items():
+        if val is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = val
+    if len(merged) > MAX_META_KEYS:
+        raise BadRequest(f"'{field}' would have more than {MAX_META_KEYS} keys.", code=5006, field=field)
+    return merged
+
+
+def check_tags(value: Any, field: str = "tags") -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise BadRequest(f"'{field}' must be a JSON list of strings.", field=field)
+    if len(value) > MAX_TAGS:
+        raise BadRequest(f"'{field}' has more than {MAX_TAGS} tags.", field=field)
+    for tag in value:
+        if not tag or len(tag.encode()) > MAX_TAG:
+            raise BadRequest(f"Each tag must be 1 to {MAX_TAG} bytes long.", field=field)
+    return list(dict.fromkeys(value))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Queries
+
+
+@dataclass
+class FileFilter:
+    names: list[str] = field(default_factory=list)
+    metadata: dict[str, list[str]] = field(default_factory=dict)
+    origin_task: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+def _tag_condition(session: Session, tags: list[str]) -> TextClause:
+    """Files carrying any of ``tags``; the JSON list is searched with each dialect's own function."""
+    if session.get_bind().dialect.name == "postgresql":
+        return text("jsonb_exists_any(CAST(files.tags AS jsonb), :tag_list)").bindparams(tag_list=tags)
+    marks = ", ".join(f":tag_{i}" for i in range(len(tags)))
+    cond = text(f"EXISTS (SELECT 1 FROM json_each(files.tags) AS t WHERE t.value IN ({marks}))")
+    return cond.bindparams(**{f"tag_{i}": t for i, t in enumerate(tags)})
+
+
+def list_children(
+    session: Session, folder_id: str, flt: FileFilter, offset: int, limit: int
+) -> tuple[list[File], int]:
+    """One page of a folder's direct children matching ``flt`` (names OR, tags OR, metadata keys AND)."""
+    conds: list[ColumnElement[bool] | TextClause] = [File.parent_id == folder_id]
+    if flt.names:
+        conds.append(File.name.in_(flt.names))
+    if flt.origin_task:
+        conds.append(File.origin_task == flt.origin_task)
+    for key, values in flt.metadata.items():
+        sub = select(FileMetadata.file_id).where(FileMetadata.key == key, FileMetadata.value.in_(values))
+        conds.append(File.id.in_(sub))
+    if flt.tags:
+        conds.append(_tag_condition(session, flt.tags))
+    total = session.scalar(select(func.count()).select_from(File).where(*conds)) or 0
+    rows = session.scalars(
+        select(File).where(*conds).order_by(File.name, File.id).offset(offset).limit(limit)
+    )
+    return list(rows), total
+
+
+def listing_folder(
+    session: Session, user: User, project_id: str | None, parent_id: str | None
+) -> tuple[File, projects.Access]:
+    """The folder ``GET /files`` lists: a project's root or a folder (exactly one must be given)."""
+    if project_id and parent_id:
+        raise BadRequest("Give either 'project' or 'parent', not both.", code=5031, field="parent")
+    if parent_id:
+        return folder(session, user, parent_id, "read", "parent")
+    if project_id:
+        acc = projects.access(session, user, project_id, "read")
+        return root_folder(session, acc.project), acc
+    raise BadRequest("Query parameter 'project' or 'parent' is required.", code=5029, field="project")
+
+
+def project_sbg_id(session: Session, project_id: int) -> str:
+    project = session.get(Project, project_id)
+    assert project is not None
+    return project.sbg_id
+
+
+# ---------------------------------------------------------------------------------------------------
+# Changes
+
+
+def destination(
+    session: Session, user: User, project_id: Any, parent_id: Any
+) -> tuple[File, projects.Access]:
+    """Where a new/copied/moved item goes: a project's root or a folder, with write permission."""
+    if project_id is not None and not isinstance(project_id, str):
+        raise BadRequest("'project' must be a string 'owner/project'.", code=5005, field="project")
+    if parent_id is not None and not isinstance(parent_id, str):
+        raise BadRequest("'parent' must be a folder id string.", code=5022, field="parent")
+    if project_id and parent_id:
+        raise BadRequest("Give either 'project' or 'parent', not both.", code=5031, field="parent")
+    if parent_id:
+        found = find(session, parent_id)
+        if found is None:
+            raise NotFound(f"Destination folder {parent_id} does not exist.", code=5026, field="parent")
+        return folder(session, user, parent_id, "write", "parent")
+    if project_id:
+        acc = projects.access(session, user, project_id, "write")
+        return root_folder(session, acc.project), acc
+    raise BadRequest("Either 'project' or 'parent' is required.", code=5029, field="project")
+
+
+def rename(session: Session, target: File, name: Any) -> None:
+    name = check_name(name)
+    if name == target.name:
+        return
+    if target.parent_id is None:
+        raise BadRequest("The project's root folder cannot be renamed.", code=5023, field="name")
+    if child(session, target.parent_id, name) is not None:
+        raise Conflict(f"A file named {name!r} already exists in this folder.", code=5003, field="name")
+    target.name = name
+
+
+def edit(
+    session: Session,
+    target: File,
+    *,
+    name: Any = None,
+    metadata: Any = None,
+    tags: Any = None,
+    merge: bool = True,
+    fields_set: set[str] | None = None,
+) -> File:
+    """Rename and/or change metadata and tags. ``merge`` merges metadata (``null`` drops a key);
+    otherwise metadata and tags given replace the old ones."""
+    given = fields_set if fields_set is not None else {"name", "metadata", "tags"}
+    if "name" in given and name is not None:
+        rename(session, target, name)
+    if "metadata" in given and (metadata is not None or not merge):
+        if target.is_folder:
+            raise BadRequest("Folders carry no metadata.", code=5025, field="metadata")
+        checked = check_metadata(metadata if metadata is not None else {}, allow_null=merge)
+        target.metadata_ = merge_metadata(target.metadata_ or {}, checked) if merge else checked
+    if "tags" in given and (tags is not None or not merge):
+        if target.is_folder:
+            raise BadRequest("Folders carry no tags.", code=5027, field="tags")
+        target.tags = check_tags(tags if tags is not None else [])
+    target.modified_on = utcnow()
+    session.flush()
+    return target
+
+
+def delete_file(session: Session, target: File) -> str | None:
+    """Delete a file or an empty folder; returns the blob key to collect once committed."""
+    if target.parent_id is None:
+        raise BadRequest("The project's root folder cannot be deleted.", code=5033, field="id")
+    has_children = select(File.id).where(File.parent_id == target.id).limit(1)
+    if target.is_folder and session.scalar(has_children) is not None:
+        raise BadRequest(f"Folder {target.id} is not empty; delete its contents first.", code=5021)
+    key = target.blob_key
+    session.delete(target)
+    session.flush()
+    return key
+
+
+def copy_file(session: Session, source: File, project: Project, parent: File, name: Any = None) -> File:
+    if source.is_folder:
+        raise BadRequest("Folders cannot be copied; copy the files inside them.", code=5018, field="id")
+    new_name = source.name if name is None else name
+    return place_file(
+        session,
+        project=project,
+        parent=parent,
+        name=new_name,
+        blob_key=source.blob_key,
+        size=source.size,
+        origin_task=source.origin_task,
+        metadata=dict(source.metadata_ or {}),
+        tags=list(source.tags or []),
+        storage=dict(source.storage or {"type": "PLATFORM"}),
+    )
+
+
+def move_file(
+    session: Session,
+    target: File,
+    project: Project,
+    parent: File,
+    name: Any = None,
+    conflict: Conflicts = "error",
+) -> File:
+    """Move (and optionally rename) keeping the id; a folder carries its whole subtree along."""
+    if target.parent_id is None:
+        raise BadRequest("The project's root folder cannot be moved.", code=5033, field="id")
+    new_name = check_name(target.name if name is None else name)
+    if target.is_folder:
+        cursor: File | None = parent
+        while cursor is not None:
+            if cursor.id == target.id:
+                raise BadRequest("A folder cannot be moved into itself.", code=5033, field="parent")
+            cursor = session.get(File, cursor.parent_id) if cursor.parent_id else None
+    if parent.id == target.parent_id and new_name == target.name:
+        return target
+    clash = child(session, parent.id, new_name)
+    if clash is not None and clash.id != target.id:
+        if conflict == "autorename" and not target.is_folder:
+            new_name = free_name(session, parent.id, new_name)
+        else:
+            raise Conflict(
+                f"A file named {new_name!r} already exists in the destination.", code=5003, field="name"
+            )
+    if target.project_id != project.id:
+        pending = [target.id]
+        while pending:
+            ids = pending
+            pending = []
+            for row in session.scalars(select(File).where(File.parent_id.in_(ids))):
+                row.project_id = project.id
+                if row.is_folder:
+                    pending.append(row.id)
+        target.project_id = project.id
+    target.parent_id, target.name, target.modified_on = parent.id, new_name, utcnow()
+    session.flush()
+    return target
+
+
+def collect_blobs(session: Session, store: LocalBlobStore, keys: list[str | None]) -> int:
+    """Remove blobs no file row uses any more (call in a fresh transaction after the delete committed)."""
+    removed = 0
+    for key in {k for k in keys if k}:
+        if not blob_in_use(session, key):
+            store.delete(key)
+            removed += 1
+    return removed

@@ -11,9 +11,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from bridgehead.config import Settings
 
 CHUNK = 1024 * 1024
 
@@ -133,3 +136,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_STORES: dict[Path, LocalBlobStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def store_for(settings: Settings) -> LocalBlobStore:
+    """The one blob store of a data dir: every area (files, uploads, tasks, volumes) shares it."""
+    root = settings.blob_dir.resolve()
+    with _STORES_LOCK:
+        store = _STORES.get(root)
+        if store is None:
+            store = _STORES[root] = LocalBlobStore(root)
+        return store

@@ -1,7 +1,222 @@
-"""Routes for uploads (filled in by its issue)."""
+"""Multipart upload: init, part URLs, the signed part PUT, reports, complete and abort."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from bridgehead.api.deps import CtxDep, app_state
+from bridgehead.api.pagination import Page, page_params
+from bridgehead.db.models.uploads import Upload
+from bridgehead.db.session import Database
+from bridgehead.domain import files, transfer_urls, uploads
+from bridgehead.domain.errors import BadRequest, NotFound
+from bridgehead.schemas.common import fmt_dt
+from bridgehead.schemas.files import file_out
+from bridgehead.schemas.uploads import PartReport, UploadComplete, UploadInit, upload_out
+from bridgehead.storage.blobs import store_for
 
 router = APIRouter(tags=["uploads"])
+
+PageDep = Annotated[Page, Depends(page_params)]
+PART_KIND = "upload-part"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _out(ctx: CtxDep, upload: Upload, list_parts: bool = False) -> dict[str, Any]:
+    with ctx.db.read() as s:
+        rows = uploads.parts(s, upload.id)
+        project = files.project_sbg_id(s, upload.project_id)
+    listed = None
+    if list_parts:
+        listed = [
+            {
+                "part_number": p.part_number,
+                "size": p.size,
+                "etag": p.etag,
+                "response": {"headers": {"ETag": p.etag}},
+            }
+            for p in rows
+        ]
+    return upload_out(ctx.api, upload, project, len(rows), listed)
+
+
+@router.post("/upload/multipart", summary="Start a multipart upload")
+def init_upload(ctx: CtxDep, overwrite: str | None = None, body: UploadInit | None = None) -> Response:
+    if body is None:
+        raise BadRequest("Missing request body: name, size and project or parent are required.", code=8013)
+    with ctx.db.write() as s:
+        upload = uploads.start(
+            s,
+            ctx.user,
+            ctx.settings,
+            project=body.project,
+            parent=body.parent,
+            name=body.name,
+            size=body.size,
+            part_size=body.part_size,
+            overwrite=_flag(overwrite),
+        )
+    return ctx.one(_out(ctx, upload))
+
+
+@router.get("/upload/multipart", summary="The caller's ongoing uploads")
+def list_uploads(ctx: CtxDep, page: PageDep) -> Response:
+    with ctx.db.read() as s:
+        rows, total = uploads.list_for(s, ctx.user, page.offset, page.limit)
+    return ctx.page([_out(ctx, u) for u in rows], total, page)
+
+
+@router.get("/upload/multipart/{upload_id}", summary="One upload (list_parts=true adds its parts)")
+def get_upload(upload_id: str, ctx: CtxDep, list_parts: str | None = None) -> Response:
+    with ctx.db.read() as s:
+        upload = uploads.get(s, ctx.user, upload_id)
+    return ctx.one(_out(ctx, upload, _flag(list_parts)))
+
+
+@router.get("/upload/multipart/{upload_id}/part/{part_number}", summary="A signed URL to PUT one part to")
+def part_url(upload_id: str, part_number: int, ctx: CtxDep) -> Response:
+    with ctx.db.read() as s:
+        upload = uploads.get(s, ctx.user, upload_id)
+        uploads.check_part_number(upload, part_number)
+    expires, sig = transfer_urls.sign(ctx.settings, PART_KIND, f"{upload_id}/{part_number}")
+    url = f"{ctx.api}/upload/transfer/{upload_id}/{part_number}?expires={expires}&signature={sig}"
+    return ctx.raw(
+        {
+            "method": "PUT",
+            "url": url,
+            "expires": fmt_dt(datetime.fromtimestamp(expires, UTC)),
+            "headers": {},
+            "report": {"headers": ["ETag"], "body": {}},
+            "success_codes": [200],
+        }
+    )
+
+
+@router.post("/upload/multipart/{upload_id}/part", summary="Report an uploaded part (its ETag)")
+def report_part(upload_id: str, ctx: CtxDep, body: PartReport | None = None) -> Response:
+    if body is None:
+        raise BadRequest("Missing part report: part_number and response.headers.ETag.", code=8014)
+    headers = (body.response or {}).get("headers")
+    etag = headers.get("ETag") if isinstance(headers, dict) else None
+    with ctx.db.write() as s:
+        upload = uploads.get(s, ctx.user, upload_id)
+        uploads.report_part(s, upload, body.part_number, etag)
+    return ctx.no_content()
+
+
+@router.post("/upload/multipart/{upload_id}/complete", summary="Assemble the parts into the file")
+def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = None) -> Response:
+    with ctx.db.read() as s:
+        upload = uploads.get(s, ctx.user, upload_id)
+        paths = uploads.ready_parts(s, ctx.settings, upload, body.parts if body else None)
+    store = store_for(ctx.settings)
+    key: str | None = None
+    size = 0
+    if upload.size > 0:
+        key, size = uploads.assemble(store, paths)
+    try:
+        with ctx.db.write() as s:
+            created, project, old_key = uploads.finish(s, ctx.user, upload_id, key, size)
+            data = file_out(ctx.api, created, project.sbg_id)
+    except BaseException:
+        with ctx.db.write() as s:
+            files.collect_blobs(s, store, [key])
+        raise
+    uploads.remove_parts(ctx.settings, upload_id)
+    if old_key and old_key != key:
+        with ctx.db.write() as s:
+            files.collect_blobs(s, store, [old_key])
+    return ctx.one(data)
+
+
+@router.delete("/upload/multipart/{upload_id}", status_code=204, summary="Abort an upload")
+def abort_upload(upload_id: str, ctx: CtxDep) -> Response:
+    with ctx.db.write() as s:
+        uploads.abort(s, ctx.user, upload_id)
+    uploads.remove_parts(ctx.settings, upload_id)
+    return ctx.no_content()
+
+
+# --- the signed part PUT: no auth headers, the URL is the permission ------------------------------
+
+
+def _lookup(db: Database, upload_id: str) -> Upload | None:
+    with db.read() as s:
+        upload = s.get(Upload, upload_id)
+        if upload is not None:
+            s.expunge(upload)
+        return upload
+
+
+def _store_part(db: Database, upload_id: str, number: int, size: int, etag: str) -> bool:
+    with db.write() as s:
+        if s.get(Upload, upload_id) is None:
+            return False
+        uploads.record_part(s, upload_id, number, size, etag)
+        return True
+
+
+@router.put("/upload/transfer/{upload_id}/{part_number}", include_in_schema=False)
+async def put_part(
+    upload_id: str,
+    part_number: int,
+    request: Request,
+    expires: Annotated[str | None, Query()] = None,
+    signature: Annotated[str | None, Query()] = None,
+) -> Response:
+    """Stream one part to disk, computing its md5 (the ETag), and record it.
+
+    The size is checked against the upload before anything is kept: a wrong size leaves no file.
+    """
+    state = app_state(request)
+    settings = state.settings
+    transfer_urls.verify(settings, PART_KIND, f"{upload_id}/{part_number}", expires, signature)
+    upload = await run_in_threadpool(_lookup, state.db, upload_id)
+    if upload is None:
+        raise NotFound(f"Upload {upload_id} does not exist.", code=8003, field="upload_id")
+    uploads.check_part_number(upload, part_number)
+    want = uploads.expected_size(upload, part_number)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != want:
+        raise BadRequest(
+            f"Part {part_number} must be {want} bytes, got {declared}.", code=8014, field="part_number"
+        )
+    directory = uploads.part_dir(settings, upload_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{part_number}.{secrets.token_hex(6)}.tmp"
+    md5 = hashlib.md5(usedforsecurity=False)
+    got = 0
+    try:
+        with open(tmp, "wb") as out:
+            async for chunk in request.stream():
+                got += len(chunk)
+                if got > want:
+                    break
+                md5.update(chunk)
+                out.write(chunk)
+        if got != want:
+            raise BadRequest(
+                f"Part {part_number} must be {want} bytes, got {'more' if got > want else got}.",
+                code=8014,
+                field="part_number",
+            )
+        final = uploads.part_path(settings, upload_id, part_number)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    etag = md5.hexdigest()
+    if not await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, etag):
+        uploads.remove_parts(settings, upload_id)
+        raise NotFound(f"Upload {upload_id} was completed or aborted meanwhile.", code=8003)
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})

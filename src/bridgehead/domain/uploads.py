@@ -1,0 +1,261 @@
+"""Multipart uploads: the rows that track an upload, and the part files on disk.
+
+Parts are written by signed PUTs to ``data_dir/uploads/<upload id>/<n>.part`` (any order, in parallel,
+re-sendable); completing streams them in order into one blob. The blob is built outside the write
+transaction (it may take seconds), so completion is three steps driven by the API layer:
+``ready_parts`` (checks), ``assemble`` (bytes), ``finish`` (rows).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from bridgehead.config import Settings
+from bridgehead.db.base import utcnow
+from bridgehead.db.models import File, Project, User
+from bridgehead.db.models.uploads import Upload, UploadPart
+from bridgehead.domain import files, projects
+from bridgehead.domain.errors import BadRequest, Conflict, NotFound
+from bridgehead.storage.blobs import CHUNK, LocalBlobStore
+
+MIN_PART = 5 * 1024 * 1024
+MAX_PART = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+MAX_SIZE = 5 * 1024**4
+
+
+def uploads_root(settings: Settings) -> Path:
+    return settings.data_dir / "uploads"
+
+
+def part_dir(settings: Settings, upload_id: str) -> Path:
+    return uploads_root(settings) / upload_id
+
+
+def part_path(settings: Settings, upload_id: str, number: int) -> Path:
+    return part_dir(settings, upload_id) / f"{number}.part"
+
+
+def part_count(size: int, part_size: int) -> int:
+    """A zero-byte file is still one (empty) part."""
+    return max(1, math.ceil(size / part_size))
+
+
+def expected_size(upload: Upload, number: int) -> int:
+    """Every part is ``part_size`` except the last, whose size ``size`` implies."""
+    count = part_count(upload.size, upload.part_size)
+    if number < count:
+        return upload.part_size
+    return upload.size - (count - 1) * upload.part_size
+
+
+def choose_part_size(size: int, requested: Any, default: int) -> int:
+    """The client's part size when sensible, else the server default; never more than 10,000 parts."""
+    part = requested if isinstance(requested, int) and MIN_PART <= requested <= MAX_PART else default
+    return max(part, MIN_PART, math.ceil(size / MAX_PARTS))
+
+
+def _int_field(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"'{name}' must be an integer number of bytes.", code=8013, field=name)
+    return value
+
+
+def start(
+    session: Session,
+    user: User,
+    settings: Settings,
+    *,
+    project: Any,
+    parent: Any,
+    name: Any,
+    size: Any,
+    part_size: Any,
+    overwrite: bool,
+) -> Upload:
+    """Open an upload after checking the destination, the name and the size."""
+    size_v = _int_field(size, "size")
+    if size_v is None:
+        raise BadRequest("'size' (bytes) is required to start an upload.", code=8013, field="size")
+    if size_v < 0 or size_v > MAX_SIZE:
+        raise BadRequest(f"'size' must be between 0 and {MAX_SIZE} bytes.", code=8013, field="size")
+    requested = _int_field(part_size, "part_size")
+    name_v = files.check_name(name)
+    dest, acc = files.destination(session, user, project, parent)
+    existing = files.child(session, dest.id, name_v)
+    if existing is not None and (not overwrite or existing.is_folder):
+        raise Conflict(f"A file named {name_v!r} already exists in this folder.", code=5003, field="name")
+    upload = Upload(
+        id=secrets.token_hex(24),
+        user_id=user.id,
+        project_id=acc.project.id,
+        parent_id=dest.id,
+        name=name_v,
+        size=size_v,
+        part_size=choose_part_size(size_v, requested, settings.upload_part_size),
+        overwrite=overwrite,
+        initiated=utcnow(),
+    )
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def get(session: Session, user: User, upload_id: str) -> Upload:
+    """An upload of the caller (admins see every upload); 404 (8003) otherwise."""
+    upload = session.get(Upload, upload_id) if isinstance(upload_id, str) and len(upload_id) <= 64 else None
+    if upload is None or (upload.user_id != user.id and not user.is_admin):
+        raise NotFound(f"Upload {upload_id} does not exist.", code=8003, field="upload_id")
+    return upload
+
+
+def list_for(session: Session, user: User, offset: int, limit: int) -> tuple[list[Upload], int]:
+    cond = Upload.user_id == user.id
+    total = session.scalar(select(func.count()).select_from(Upload).where(cond)) or 0
+    rows = session.scalars(select(Upload).where(cond).order_by(Upload.initiated).offset(offset).limit(limit))
+    return list(rows), total
+
+
+def parts(session: Session, upload_id: str) -> list[UploadPart]:
+    query = select(UploadPart).where(UploadPart.upload_id == upload_id).order_by(UploadPart.part_number)
+    return list(session.scalars(query))
+
+
+def check_part_number(upload: Upload, number: int) -> None:
+    count = part_count(upload.size, upload.part_size)
+    if not 1 <= number <= count:
+        raise BadRequest(
+            f"Part number {number} is out of range: this upload has parts 1 to {count}.",
+            code=8012,
+            field="part_number",
+        )
+
+
+def record_part(session: Session, upload_id: str, number: int, size: int, etag: str) -> None:
+    """Remember a received part (a re-sent part replaces the earlier one)."""
+    row = session.get(UploadPart, (upload_id, number))
+    if row is None:
+        session.add(UploadPart(upload_id=upload_id, part_number=number, size=size, etag=etag, reported=False))
+    else:
+        row.size, row.etag, row.reported, row.uploaded_on = size, etag, False, utcnow()
+    session.flush()
+
+
+def report_part(session: Session, upload: Upload, number: Any, etag: Any) -> None:
+    """The client's report of a PUT: the part must have arrived, with the same ETag when one is given."""
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise BadRequest("'part_number' must be an integer.", code=8014, field="part_number")
+    check_part_number(upload, number)
+    row = session.get(UploadPart, (upload.id, number))
+    if row is None:
+        raise BadRequest(f"Part {number} has not been uploaded.", code=8014, field="part_number")
+    if isinstance(etag, str) and etag.strip('"') and etag.strip('"') != row.etag:
+        raise BadRequest(
+            f"ETag of part {number} does not match the uploaded bytes.", code=8014, field="response"
+        )
+    row.reported = True
+    session.flush()
+
+
+def _reported_etags(body_parts: Any) -> dict[int, str]:
+    if body_parts is None:
+        return {}
+    if not isinstance(body_parts, list):
+        raise BadRequest("'parts' must be a list of part reports.", code=8015, field="parts")
+    out: dict[int, str] = {}
+    for item in body_parts:
+        number = item.get("part_number") if isinstance(item, dict) else None
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise BadRequest("Each item of 'parts' needs an integer 'part_number'.", code=8015, field="parts")
+        response = item.get("response")
+        headers = response.get("headers") if isinstance(response, dict) else None
+        etag = headers.get("ETag") if isinstance(headers, dict) else None
+        out[number] = etag.strip('"') if isinstance(etag, str) else ""
+    return out
+
+
+def ready_parts(session: Session, settings: Settings, upload: Upload, body_parts: Any) -> list[Path]:
+    """The part files in order, after checking that every part is there with the right size and ETag."""
+    count = part_count(upload.size, upload.part_size)
+    have = {p.part_number: p for p in parts(session, upload.id)}
+    missing = [n for n in range(1, count + 1) if n not in have]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        raise BadRequest(
+            f"Cannot complete upload: {len(missing)} part(s) missing: {shown}.", code=8007, field="parts"
+        )
+    for number, etag in _reported_etags(body_parts).items():
+        if number in have and etag and etag != have[number].etag:
+            raise BadRequest(
+                f"ETag of part {number} does not match the uploaded bytes.", code=8007, field="parts"
+            )
+    paths = []
+    for number in range(1, count + 1):
+        path = part_path(settings, upload.id, number)
+        if not path.is_file() or path.stat().st_size != expected_size(upload, number):
+            raise BadRequest(f"Part {number} is missing on disk; upload it again.", code=8007, field="parts")
+        paths.append(path)
+    return paths
+
+
+def _concat(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK * 4):
+                yield chunk
+
+
+def assemble(store: LocalBlobStore, paths: list[Path]) -> tuple[str, int]:
+    """Stream the parts, in order, into one blob (content-addressed, so a retry reuses it)."""
+    return store.put_chunks(_concat(paths))
+
+
+def finish(
+    session: Session, user: User, upload_id: str, blob_key: str | None, size: int
+) -> tuple[File, Project, str | None]:
+    """Create (or overwrite) the file and forget the upload. Returns the file, its project and the blob
+    key the file had before an overwrite (to collect once committed)."""
+    upload = get(session, user, upload_id)
+    if size != upload.size:
+        raise BadRequest(f"Uploaded {size} bytes but the upload declared {upload.size}.", code=8007)
+    project = session.get(Project, upload.project_id)
+    parent = session.get(File, upload.parent_id)
+    if project is None or parent is None:
+        raise NotFound("The destination folder of this upload no longer exists.", code=5026, field="parent")
+    projects.access_to(session, user, project, "write")
+    previous = files.child(session, parent.id, upload.name)
+    old_key = previous.blob_key if previous is not None and previous.type == "FILE" else None
+    created = files.place_file(
+        session,
+        project=project,
+        parent=parent,
+        name=upload.name,
+        blob_key=blob_key,
+        size=size,
+        conflict="overwrite" if upload.overwrite else "error",
+    )
+    session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
+    session.delete(upload)
+    session.flush()
+    return created, project, old_key
+
+
+def abort(session: Session, user: User, upload_id: str) -> None:
+    upload = get(session, user, upload_id)
+    session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
+    session.delete(upload)
+    session.flush()
+
+
+def remove_parts(settings: Settings, upload_id: str) -> None:
+    shutil.rmtree(part_dir(settings, upload_id), ignore_errors=True)
