@@ -98,6 +98,10 @@ def serve(
         dispatcher=dispatcher,
     )
     problems = settings.unsafe_reasons()
+    if settings.dispatcher and not problems:
+        from bridgehead.workers.worker import engine_problems
+
+        problems = engine_problems(settings)
     if problems:
         for p in problems:
             console.print(f"[red]error:[/] {p}")
@@ -141,6 +145,44 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips,
         **ssl,
     )
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    engine: Annotated[str | None, typer.Option(help="execution engine: local, fake, toil, slurm")] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="stable worker id (default: host, engine, pid, random tag)")
+    ] = None,
+    probe: Annotated[
+        bool, typer.Option("--probe/--no-probe", help="check by a tiny batch job that the work dir is shared")
+    ] = True,
+) -> None:
+    """Run only the task dispatcher (no API): several workers and API servers share one PostgreSQL."""
+    import signal
+
+    from bridgehead.workers.worker import ClusterWorker, WorkerConflict, engine_problems
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url, engine=engine)
+    problems = engine_problems(settings, probe=probe)
+    if problems:
+        for p in problems:
+            console.print(f"[red]error:[/] {p}")
+        raise typer.Exit(2)
+    db = prepare(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner = ClusterWorker(settings, db, worker_id=worker_id)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop_event.set())
+    console.print(f"bridgehead worker {runner.id} (engine {settings.engine}, database {_safe_url(settings)})")
+    try:
+        runner.run()
+    except WorkerConflict as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    if runner.lost:
+        raise typer.Exit(3)
 
 
 @admin.command("create-user")
@@ -190,6 +232,30 @@ def list_users(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
                 u.username, u.email, "yes" if u.is_admin else "", u.created_on.strftime("%Y-%m-%d %H:%M")
             )
     Console().print(table)
+
+
+@admin.command("set-public")
+def set_public(
+    project: Annotated[str, typer.Argument(help="project id OWNER/PROJECT")],
+    off: Annotated[bool, typer.Option("--off", help="take the project out of the public gallery")] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Mark a project public: its apps join the gallery (GET /apps?visibility=public), readable by all."""
+    from bridgehead.domain import projects
+    from bridgehead.domain.errors import NotFound
+
+    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        with db.write() as s:
+            found = projects.find_project(s, project)
+            if found is None:
+                raise NotFound(f"Project {project} does not exist.", code=3002)
+            projects.set_public(s, found, not off)
+    except users.SbgErrors as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1)
+    console.print(f"project {project} is now {'private' if off else 'public'}")
 
 
 def main() -> None:

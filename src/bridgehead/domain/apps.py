@@ -475,13 +475,3 @@ def sync_app(session: Session, user: User, app_id: str) -> AppRevision:
         copy_of=revision_id(source, newest.revision),
     )
     return row
-
-
-def set_public(session: Session, project_id: str, public: bool) -> Project:
-    owner, _, slug = project_id.partition("/")
-    project = session.scalar(select(Project).where(Project.owner == owner, Project.slug == slug))
-    if project is None:
-        raise NotFound(f"Project {project_id} does not exist.", code=3002, field="project")
-    project.public = public
-    session.flush()
-    return project
