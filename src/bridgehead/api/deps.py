@@ -81,15 +81,13 @@ async def current_user(request: Request) -> User:
     counts = request.url.path.rstrip("/") != "/v2/rate_limit"
     allowed, rate = state.limiter.hit(user.id, count=counts)
     request.state.rate = rate
-    if not allowed:
+    if counts and not allowed:
         err = TooManyRequests(
             f"Rate limit exceeded: {rate.limit} requests per {state.limiter.window} s. "
             "See the X-RateLimit-Reset header."
         )
-        err.headers = {
-            "Retry-After": str(max(1, rate.reset - int(time.time()))),
-            "X-RateLimit-Reset": str(rate.reset),
-        }
+        # The X-RateLimit-* headers come from the middleware (request.state.rate), once each.
+        err.headers = {"Retry-After": str(max(1, rate.reset - int(time.time())))}
         raise err
     return user
 

@@ -36,8 +36,9 @@ class SbgHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                rate = state.get("rate") or self.limiter.peek(None)
-                headers.extend(rate.headers())
+                if not any(name.lower() == b"x-ratelimit-limit" for name, _ in headers):
+                    rate = state.get("rate") or self.limiter.peek(None)
+                    headers.extend(rate.headers())
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
