@@ -1,4 +1,4 @@
-"""Apps through the unmodified sevenbridges-python client: install, revise, query, get, copy, sync, gallery."""
+"""Apps through the unmodified sevenbridges-python client: install, revise, query, get, copy, sync."""
 
 from __future__ import annotations
 
