@@ -322,7 +322,7 @@ def server() -> Iterator[tuple[str, str, Any]]:
         return
     from bridgehead.embedded import EmbeddedServer
 
-    with EmbeddedServer(engine="local") as srv:
+    with EmbeddedServer(engine="local", tls=False) as srv:  # loopback only: plain HTTP is allowed
         yield srv.url, srv.token, srv.ca_file or True
 
 
@@ -368,6 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "inputs": inputs,
         }
         task = client.call("POST", "/tasks", params={"action": "run"}, json=body)
+        log.info("task %s %s", task["id"], task["status"])
         if task.get("errors"):
             raise RunnerError(f"The task is not valid: {task['errors']}")
         deadline = time.monotonic() + args.timeout
@@ -400,6 +401,8 @@ def _has_files(value: Any) -> bool:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s")
+    for chatty in ("httpx", "cwltool", "salad"):  # request lines and "Resolved ..." are noise here
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.version:
         from bridgehead import __version__
 

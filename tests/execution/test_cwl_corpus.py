@@ -1,0 +1,76 @@
+"""The CWL corpus in tests/cwl through ``bridgehead-cwl-runner`` and cwltest, against one live server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridgehead.embedded import EmbeddedServer
+
+ENGINE = "local"
+CWL = Path(__file__).resolve().parents[1] / "cwl"
+BIN = Path(sys.executable).parent
+
+
+def runner_env(server: EmbeddedServer) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BRIDGEHEAD_URL=server.url, BRIDGEHEAD_TOKEN=server.token, REQUESTS_CA_BUNDLE=str(server.ca_file)
+    )
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def test_corpus_passes_under_cwltest(server: EmbeddedServer, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(BIN / "cwltest"),
+            "--test",
+            str(CWL / "corpus.cwltest.yaml"),
+            "--tool",
+            "bridgehead-cwl-runner",
+            "-j2",
+            "--junit-xml",
+            str(tmp_path / "junit.xml"),
+        ],
+        cwd=CWL,
+        env=runner_env(server),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "9 tests passed" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("tool", "code", "says"),
+    [
+        ("docker-required.cwl", 33, "DockerRequirement"),
+        ("fails.cwl", 1, "exited with code 4"),
+    ],
+)
+def test_runner_exit_codes(server: EmbeddedServer, tmp_path: Path, tool: str, code: int, says: str) -> None:
+    proc = subprocess.run(
+        [
+            str(BIN / "bridgehead-cwl-runner"),
+            "--outdir",
+            str(tmp_path),
+            "--tmpdir-prefix",
+            "/tmp/x",
+            "--relax-path-checks",
+            str(CWL / tool),
+        ],
+        cwd=tmp_path,
+        env=runner_env(server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert says in proc.stderr
+    assert proc.stdout == ""
