@@ -65,9 +65,12 @@ def _encode_token(value: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        value = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise VolumeError(f"Invalid continuation_token {token!r}.") from None
+        value = ""
+    if not value:
+        raise VolumeError(f"Invalid continuation_token {token!r}.")
+    return value
 
 
 class LocalDirVolume:
