@@ -150,7 +150,10 @@ def _batching(
                 field="batch_by" if batch_by is None else "batch_input",
             )
         by = batching.check_batch_by(batch_by)
-        return batching.check_batch_input(batch_input, input_ids), by, disable or batch is False
+        checked = batching.check_batch_input(batch_input, input_ids)
+        if disable or batch is False:  # validated, then switched off as asked
+            return None, None, True
+        return checked, by, False
     if disable or batch is False:
         return None, None, True
     default_input, default_by = summary.get("batch_input"), summary.get("batch_by")
@@ -266,13 +269,14 @@ def modify(session: Session, user: User, task: Task, changes: dict[str, Any]) ->
         task.inputs = {**(task.inputs or {}), **changes["inputs"]}
     if {"batch", "batch_input", "batch_by"} & set(changes):
         if "batch_input" in changes or "batch_by" in changes:
+            # The official client sends only what changed (and only changed sub-keys of batch_by), so
+            # the other half of the pair comes from the task; 7023 when the result is still half a pair.
+            new_input = changes["batch_input"] if "batch_input" in changes else task.batch_input
+            new_by = changes["batch_by"] if "batch_by" in changes else task.batch_by
+            if isinstance(new_by, dict) and "type" not in new_by and isinstance(task.batch_by, dict):
+                new_by = {**task.batch_by, **new_by}
             bi, bb, disabled = _batching(
-                summary,
-                set(changes),
-                changes.get("batch"),
-                changes.get("batch_input"),
-                changes.get("batch_by"),
-                False,
+                summary, {"batch_input", "batch_by"}, changes.get("batch"), new_input, new_by, False
             )
         elif changes.get("batch") is False:
             bi, bb, disabled = None, None, True
