@@ -208,7 +208,8 @@ class Dispatcher:
         raw = dict(rev.raw) if rev is not None else {}
         summary = dict(rev.summary or {}) if rev is not None else {}
         declared = {str(i.get("id")) for i in summary.get("inputs", [])}
-        workdir = (self.settings.tasks_dir / task.id).resolve()
+        # Cluster engines need the run directory on a filesystem the compute nodes share.
+        workdir = ((self.settings.work_dir or self.settings.tasks_dir) / task.id).resolve()
         order = staging.job_order(s, self.blobs, dict(task.inputs or {}), workdir, declared)
         settings = dict(task.execution_settings or {})
         settings["use_interruptible_instances"] = task.use_interruptible_instances
