@@ -1,0 +1,78 @@
+"""A transfer interrupted by a crash is redone after restart, or failed with a reason once it has been
+tried too often: nothing stays RUNNING forever."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from tests.conftest import DB_KINDS, start_server
+
+ROOT = Path(tempfile.mkdtemp(prefix="bh-volroot-"))
+
+
+def wait(client: httpx.Client, tid: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        body: dict[str, Any] = client.get(f"/storage/imports/{tid}").json()
+        if body["state"] in ("COMPLETED", "FAILED"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("db_kind", DB_KINDS)
+def test_running_transfers_recover_after_crash(
+    tmp_path: Path, tls_dir: Path, ssl_context: Any, db_kind: str
+) -> None:
+    (ROOT / db_kind).mkdir()
+    (ROOT / db_kind / "a.txt").write_bytes(b"payload")
+    srv = start_server(
+        tmp_path,
+        tls_dir,
+        db_kind=db_kind,
+        extra_env={"BRIDGEHEAD_VOLUME_ROOTS": str(ROOT)},
+        extra_args=["--no-dispatcher"],
+    )
+    try:
+        with httpx.Client(
+            base_url=srv.url, verify=ssl_context, headers={"X-SBG-Auth-Token": srv.token}, timeout=60
+        ) as client:
+            service = {"type": "local", "root": str(ROOT / db_kind)}
+            vid = client.post(
+                "/storage/volumes", json={"name": "v", "access_mode": "RW", "service": service}
+            ).json()["id"]
+            pid = client.post("/projects", json={"name": "p"}).json()["id"]
+            body = {"source": {"volume": vid, "location": "a.txt"}, "destination": {"project": pid}}
+            retry = client.post("/storage/imports", json=body).json()["id"]
+            give_up = client.post("/storage/imports", json={**body, "autorename": True}).json()["id"]
+            time.sleep(1.5)
+            assert client.get(f"/storage/imports/{retry}").json()["state"] == "PENDING"  # no worker runs
+
+            srv.kill()  # a crash while both were being copied
+            engine = create_engine(srv.resolved_database_url, poolclass=NullPool)
+            with engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE transfers SET state = 'RUNNING', attempts = 1 WHERE id = :i"), {"i": retry}
+                )
+                conn.execute(
+                    text("UPDATE transfers SET state = 'RUNNING', attempts = 3 WHERE id = :i"), {"i": give_up}
+                )
+            engine.dispose()
+            srv.extra_args = []
+            srv.restart()
+
+            done = wait(client, retry)
+            assert done["state"] == "COMPLETED" and done["result"]["name"] == "a.txt"
+            failed = wait(client, give_up)
+            assert failed["state"] == "FAILED" and "restart" in failed["error"]["message"]
+            assert failed["result"] is None
+    finally:
+        srv.stop()
