@@ -98,6 +98,10 @@ class EmbeddedServer:
     def _spawn(self) -> None:
         args = [sys.executable, "-m", "bridgehead", "serve", "--port", str(self.port), *self.extra_args]
         if self.tls:
+            from bridgehead.tls import ensure_self_signed
+
+            # Written here (the server reuses it) so that wait_ready can trust it from the first poll.
+            ensure_self_signed(self.data_path / "tls")
             args.append("--tls-self-signed")
         with open(self.data_path / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
