@@ -138,7 +138,7 @@ def test_tool_with_file_in_and_out(engine: LocalEngine, tmp_path: Path) -> None:
     assert job.status == "DONE" and "wc -l" in job.command_line and job.start_time and job.end_time
     assert job.logs["stdout"].read_text().split()[0] == "7"  # a declared stdout is kept as the log too
     assert status.engine_log is not None and "completed success" in status.engine_log.read_text()
-    assert status.started_at is not None and status.steps_completed == 0 and status.steps_total == 1
+    assert status.started_at is not None and status.steps_completed == status.steps_total == 1
 
 
 def test_failing_tool_keeps_exit_code_and_stderr(engine: LocalEngine, tmp_path: Path) -> None:

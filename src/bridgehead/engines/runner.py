@@ -418,6 +418,7 @@ def _run(workdir: Path, spec: dict[str, Any], tool: Any, load_error: str | None,
         _finish(workdir, rec, "failed", str(exc), exit_code=rec.last_failed_rcode)
         return 1
     if status == "success" and out is not None:
+        rec.steps_completed = rec.steps_total  # a single tool is one step; a workflow has counted its own
         _finish(workdir, rec, "completed", "", outputs=_to_paths(out), exit_code=0)
         return 0
     if rec.last_failed_rcode is not None:

@@ -1,0 +1,265 @@
+"""Real execution through the API: the local engine behind the dispatcher, with a real database.
+
+Everything goes over HTTP (the official client or plain httpx); files come from the server's blob
+store; processes are checked with ``ps``. The last test kills the server with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from bridgehead.embedded import EmbeddedServer
+from tests.support.taskapps import add_file
+
+ENGINE = "local"
+SERVER_ENV = {"BRIDGEHEAD_MAX_CORES": "2"}
+TERMINAL = ("COMPLETED", "FAILED", "ABORTED")
+
+
+def tool(command: list[str], inputs: Any = None, outputs: Any = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "cwlVersion": "v1.2",
+        "class": "CommandLineTool",
+        "baseCommand": command,
+        "inputs": inputs or [],
+        "outputs": outputs or [],
+        **extra,
+    }
+
+
+WC = tool(
+    ["wc", "-l"],
+    inputs={"infile": {"type": "File", "inputBinding": {"position": 1}}},
+    outputs={"count": {"type": "stdout"}, "err": {"type": "stderr"}},
+    stdout="count.txt",
+    stderr="err.txt",
+)
+FAIL = tool(["sh", "-c", "echo tool says no >&2; exit 3"])
+WF = {
+    "cwlVersion": "v1.2",
+    "class": "Workflow",
+    "inputs": {"infile": "File"},
+    "outputs": {"lines": {"type": "File", "outputSource": "count/out"}},
+    "steps": {
+        "sort": {
+            "in": {"f": "infile"},
+            "out": ["out"],
+            "run": tool(
+                ["sort"],
+                inputs={"f": {"type": "File", "inputBinding": {"position": 1}}},
+                outputs={"out": "stdout"},
+                stdout="sorted.txt",
+            ),
+        },
+        "count": {
+            "in": {"f": "sort/out"},
+            "out": ["out"],
+            "run": tool(
+                ["wc", "-l"],
+                inputs={"f": {"type": "File", "inputBinding": {"position": 1}}},
+                outputs={"out": "stdout"},
+                stdout="count.txt",
+            ),
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def project(http: httpx.Client) -> str:
+    resp = http.post("/projects", json={"name": "execution"})
+    assert resp.status_code in (200, 201), resp.text
+    return str(resp.json()["id"])
+
+
+def install(http: httpx.Client, project: str, name: str, raw: dict[str, Any]) -> str:
+    resp = http.post(f"/apps/{project}/{name}/raw", json=raw)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["sbg:id"])
+
+
+def run(http: httpx.Client, project: str, app: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    resp = http.post(
+        "/tasks",
+        params={"action": "run"},
+        json={"project": project, "app": app, "name": app, "inputs": inputs or {}},
+    )
+    assert resp.status_code in (200, 201), resp.text
+    task = resp.json()
+    assert not task["errors"], task["errors"]
+    return dict(task)
+
+
+def wait(
+    http: httpx.Client, task_id: str, timeout: float = 60, until: tuple[str, ...] = TERMINAL
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = http.get(f"/tasks/{task_id}").json()
+        if task["status"] in until:
+            return dict(task)
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} still {task['status']}: {task['execution_status']}")
+
+
+def content(http: httpx.Client, file_id: str) -> str:
+    url = http.get(f"/files/{file_id}/download_info").json()["url"]
+    resp = http.get(url, headers={"X-SBG-Auth-Token": ""})  # the signed URL needs no token
+    assert resp.status_code == 200, resp.text
+    return resp.text
+
+
+def file_input(server: EmbeddedServer, project: str, name: str, data: bytes) -> dict[str, str]:
+    return {"class": "File", "path": add_file(server, project, name, data)}
+
+
+def test_tool_outputs_logs_and_details(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
+    app = install(http, project, "wc", WC)
+    task = run(http, project, app, {"infile": file_input(server, project, "five.txt", b"a\nb\nc\nd\ne\n")})
+    task = wait(http, task["id"])
+    assert task["status"] == "COMPLETED", task["execution_status"]
+    count = task["outputs"]["count"]
+    assert count["class"] == "File" and count["name"] == "count.txt"
+    assert content(http, count["path"]).split()[0] == "5"
+    assert http.get(f"/files/{count['path']}").json()["origin"]["task"] == task["id"]
+    es = task["execution_status"]
+    assert (es["steps_completed"], es["steps_total"]) == (1, 1)
+    assert task["start_time"] and task["end_time"]
+    details = http.get(f"/tasks/{task['id']}/execution_details").json()
+    [job] = details["jobs"]
+    assert job["status"] == "DONE" and "wc -l" in job["command_line"]
+    assert job["start_time"] and job["end_time"]
+    logs = job["logs"]
+    assert set(logs) >= {"stdout", "stderr"}
+
+
+def test_two_step_workflow_counts_steps(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
+    app = install(http, project, "sortcount", WF)
+    task = run(http, project, app, {"infile": file_input(server, project, "wf.txt", b"c\nb\na\n")})
+    task = wait(http, task["id"])
+    assert task["status"] == "COMPLETED", task["execution_status"]
+    assert task["execution_status"]["steps_completed"] == 2
+    assert task["execution_status"]["steps_total"] == 2
+    assert content(http, task["outputs"]["lines"]["path"]).split()[0] == "3"
+    details = http.get(f"/tasks/{task['id']}/execution_details").json()
+    assert [j["name"] for j in details["jobs"]] == ["sort", "count"]
+
+
+def log_text(http: httpx.Client, job: dict[str, Any], name: str) -> str:
+    ref = job["logs"][name]  # the platform links each log to its file's download_info
+    assert ref.startswith(str(http.base_url)) and ref.endswith("/download_info")
+    url = http.get(ref).json()["url"]
+    return http.get(url, headers={"X-SBG-Auth-Token": ""}).text
+
+
+def test_failing_tool_fails_with_exit_code_and_stderr(http: httpx.Client, project: str) -> None:
+    task = wait(http, run(http, project, install(http, project, "fails", FAIL))["id"])
+    assert task["status"] == "FAILED"
+    assert "exited with code 3" in task["execution_status"]["message"]
+    [job] = http.get(f"/tasks/{task['id']}/execution_details").json()["jobs"]
+    assert job["status"] == "FAILED"
+    assert "tool says no" in log_text(http, job, "stderr")
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (tool(["no-such-command-h4"]), "no-such-command-h4"),
+        (
+            tool(["true"], outputs={"res": {"type": "File", "outputBinding": {"glob": "nothing-here.txt"}}}),
+            "nothing-here.txt",
+        ),
+    ],
+)
+def test_bad_tools_fail_clearly(http: httpx.Client, project: str, raw: dict[str, Any], says: str) -> None:
+    task = wait(http, run(http, project, install(http, project, f"bad{abs(hash(says)) % 1000}", raw))["id"])
+    assert task["status"] == "FAILED"
+    assert says in task["execution_status"]["message"]
+
+
+def test_too_many_cores_fails_instead_of_waiting(http: httpx.Client, project: str) -> None:
+    raw = tool(["true"], requirements=[{"class": "ResourceRequirement", "coresMin": 64}])
+    task = wait(http, run(http, project, install(http, project, "huge", raw))["id"], timeout=20)
+    assert task["status"] == "FAILED"
+    assert "64 cores" in task["execution_status"]["message"]
+
+
+def processes(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if marker in line and not line.startswith("Z")]
+
+
+def group_of(command: str) -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if line.split(None, 1)[1] == command}
+
+
+def test_abort_running_task_leaves_no_process(http: httpx.Client, project: str) -> None:
+    app = install(http, project, "sleeper", tool(["sh", "-c", "sleep 71.25 & sleep 71.5; wait"]))
+    task = wait(http, run(http, project, app)["id"], until=("RUNNING",))
+    deadline = time.monotonic() + 20
+    while not processes("sleep 71.5") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes("sleep 71.25") and processes("sleep 71.5")
+    resp = http.post(f"/tasks/{task['id']}/actions/abort", json=None)
+    assert resp.status_code == 200, resp.text
+    task = wait(http, task["id"], timeout=10)
+    assert task["status"] == "ABORTED"
+    assert processes("sleep 71.") == []
+
+
+def test_input_deleted_after_queueing_fails_with_name(
+    server: EmbeddedServer, http: httpx.Client, project: str
+) -> None:
+    """A 2-core blocker fills the engine, so the second task waits QUEUED while its input disappears."""
+    blocker_app = install(
+        http,
+        project,
+        "blocker",
+        tool(["sleep", "30.5"], requirements=[{"class": "ResourceRequirement", "coresMin": 2}]),
+    )
+    blocker = wait(http, run(http, project, blocker_app)["id"], until=("RUNNING",))
+    victim_file = file_input(server, project, "doomed.txt", b"x\n")
+    victim = run(http, project, install(http, project, "wc2", WC), {"infile": victim_file})
+    time.sleep(0.5)
+    assert http.get(f"/tasks/{victim['id']}").json()["status"] == "QUEUED"
+    assert http.delete(f"/files/{victim_file['path']}").status_code == 204
+    assert http.post(f"/tasks/{blocker['id']}/actions/abort", json=None).status_code == 200
+    victim = wait(http, victim["id"])
+    assert victim["status"] == "FAILED"
+    assert "doomed.txt" in victim["execution_status"]["message"]
+
+
+def test_server_kill9_then_restart_recovers(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
+    slow = install(
+        http,
+        project,
+        "slow",
+        tool(
+            ["sh", "-c", "sleep 2.5; echo survived > out.txt"],
+            outputs={"out": {"type": "File", "outputBinding": {"glob": "out.txt"}}},
+        ),
+    )
+    lost = install(http, project, "lost", tool(["sleep", "33.25"]))
+    survivor = wait(http, run(http, project, slow)["id"], until=("RUNNING",))
+    victim = wait(http, run(http, project, lost)["id"], until=("RUNNING",))
+    deadline = time.monotonic() + 20
+    while not processes("sleep 33.25") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.kill()  # SIGKILL: no shutdown code runs
+    for pgid in group_of("sleep 33.25"):  # and this task's runner dies without leaving a result
+        os.killpg(pgid, signal.SIGKILL)
+    server.restart()
+    survivor = wait(http, survivor["id"], timeout=60)
+    assert survivor["status"] == "COMPLETED", survivor["execution_status"]
+    assert content(http, survivor["outputs"]["out"]["path"]) == "survived\n"
+    victim = wait(http, victim["id"], timeout=60)
+    assert victim["status"] == "FAILED"
+    assert victim["execution_status"]["message"]
