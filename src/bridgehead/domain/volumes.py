@@ -258,7 +258,7 @@ def update_volume(
 
 def merged_service(volume: Volume, patch: dict[str, Any]) -> dict[str, Any]:
     """A PATCH may send a partial service (e.g. new credentials only): overlay it on the stored one."""
-    base = {k: v for k, v in (volume.service or {}).items()}
+    base = dict(volume.service or {})
     base.update(patch)
     return base
 

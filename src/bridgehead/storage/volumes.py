@@ -9,6 +9,7 @@ never leaves a partial object under the requested location.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -279,18 +280,40 @@ class S3Volume:
             body.close()
 
     def write(self, location: str, chunks: Iterable[bytes]) -> int:
-        """Spool to a temporary file, then one managed upload (multipart for large objects)."""
-        size = 0
-        with tempfile.TemporaryFile() as spool:
-            for chunk in chunks:
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
+        """One managed upload straight from the chunks (multipart for large objects; boto3 aborts a
+        failed multipart upload, so nothing partial becomes visible)."""
+        stream = _ChunkReader(chunks)
+        try:
+            self.client.upload_fileobj(
+                io.BufferedReader(stream, CHUNK), self.bucket, _join(self.prefix, location)
+            )
+        except Exception as exc:
+            raise self._fail(exc, f"Cannot write {self.describe(location)}") from None
+        return stream.size
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (boto3 uploads from file objects)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
             try:
-                self.client.upload_fileobj(spool, self.bucket, _join(self.prefix, location))
-            except Exception as exc:
-                raise self._fail(exc, f"Cannot write {self.describe(location)}") from None
-        return size
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self.size += n
+        return n
 
 
 def backend_for(service: dict[str, Any]) -> VolumeBackend:
