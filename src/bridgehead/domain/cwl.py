@@ -8,7 +8,6 @@ loaded ``Process`` per app revision, so task validation and execution never pars
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -208,7 +207,7 @@ def load_process(app_id: str, raw: dict[str, Any], source: str | None = None) ->
     _precheck(raw)
     uri = base_uri(app_id)
     try:
-        return _load(copy.deepcopy(raw), uri)
+        return _load(raw, uri)  # cmap() builds new containers, so ``raw`` itself is never modified
     except Exception as exc:  # schema-salad and cwltool raise several unrelated types
         first = exc
     if source is not None:
