@@ -285,9 +285,7 @@ def test_delete_keeps_shared_blob_until_last_copy(
     http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]
 ) -> None:
     f = upload_bytes(http, project, "shared.txt", b"shared content 42")
-    copy = _ok(
-        http.post(f"/files/{f['id']}/actions/copy", json={"project": project["id"], "name": "c.txt"}), 201
-    )
+    copy = _ok(http.post(f"/files/{f['id']}/actions/copy", json={"project": project["id"], "name": "c.txt"}))
     count = len(_blobs(server))
     assert http.delete(f"/files/{f['id']}").status_code == 204
     assert len(_blobs(server)) == count

@@ -158,7 +158,7 @@ def copy_file(file_id: str, ctx: CtxDep, body: CopyBody | None = None) -> Respon
         dest, acc = files.destination(s, ctx.user, body.project, body.parent)
         created = files.copy_file(s, source, acc.project, dest, body.name)
         data = file_out(ctx.api, created, acc.project.sbg_id)
-    return ctx.one(data, 201)
+    return ctx.one(data)
 
 
 @router.post("/files/{file_id}/actions/move", summary="Move a file or folder (its id is kept)")
