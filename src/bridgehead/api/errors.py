@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bridgehead.api.deps import SbgJSONResponse as ORJSONResponse
 from bridgehead.domain.errors import MORE_INFO, SbgError
 
 log = logging.getLogger(__name__)
