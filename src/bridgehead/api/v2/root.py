@@ -11,6 +11,9 @@ from bridgehead.schemas.users import UserOut, user_out
 
 router = APIRouter(tags=["users"])
 
+# Handlers that need no database are ``async def`` (no threadpool hop); the others stay plain ``def``
+# because SQLAlchemy sessions are synchronous.
+
 ROOT_RESOURCES = {
     "rate_limit_url": "/rate_limit",
     "user_url": "/user",
@@ -27,12 +30,12 @@ ROOT_RESOURCES = {
 }
 
 
-def root(ctx: CtxDep) -> Response:
+async def root(ctx: CtxDep) -> Response:
     return ctx.raw({key: ctx.href(path) for key, path in ROOT_RESOURCES.items()})
 
 
 @router.get("/rate_limit", summary="The caller's rate limit (does not count against it)")
-def rate_limit(ctx: CtxDep) -> Response:
+async def rate_limit(ctx: CtxDep) -> Response:
     rate = ctx.state.limiter.peek(ctx.user.id)
     body = {
         "rate": {"limit": rate.limit, "remaining": rate.remaining, "reset": rate.reset},
@@ -42,7 +45,8 @@ def rate_limit(ctx: CtxDep) -> Response:
 
 
 @router.get("/user", response_model=UserOut, summary="The caller")
-def me(ctx: CtxDep) -> Response:
+async def me(ctx: CtxDep) -> Response:
+    # No database work: the caller was loaded (and cached) by authentication. async avoids a threadpool hop.
     return ctx.one(user_out(ctx.api, ctx.user))
 
 
