@@ -1,0 +1,197 @@
+"""API hot-path benchmark: authenticated GET /v2/user and GET /v2/projects?limit=100.
+
+Starts its own embedded server (TLS, SQLite), creates ~100 projects, then drives each endpoint with
+CONCURRENCY keep-alive connections for DURATION seconds from a raw asyncio HTTP/1.1 client (uvloop
+when available). The same client against ``/healthz`` (no auth, no database, no dependencies) is the
+baseline: it shows what the load generator plus TLS can do on this machine, so the ratios say how
+much of that ceiling the real endpoints keep.
+
+Environment: BENCH_DURATION (s, default 8), BENCH_CONCURRENCY (default 10), BENCH_PROJECTS (default 100).
+Prints human-readable figures and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bridgehead.embedded import EmbeddedServer
+
+DURATION = float(os.environ.get("BENCH_DURATION", "8"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
+PROJECTS = int(os.environ.get("BENCH_PROJECTS", "100"))
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def server_ms_per_request(self) -> float:
+        """CPU the server process spent per request: meaningful even when the machine is shared."""
+        return 1000 * self.server_cpu_s / max(self.requests, 1)
+
+    @property
+    def client_ms_per_request(self) -> float:
+        return 1000 * self.client_cpu_s / max(self.requests, 1)
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length framed, as uvicorn sends JSON); return the status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _worker(
+    host: str, port: int, ctx: ssl.SSLContext, request: bytes, until: float, out: Result
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
+    try:
+        while True:
+            start = time.perf_counter()
+            if start >= until:
+                return
+            writer.write(request)
+            status = await _read_response(reader)
+            out.latencies_ms.append((time.perf_counter() - start) * 1000)
+            out.requests += 1
+            if status != 200:
+                out.errors += 1
+    finally:
+        writer.close()
+
+
+async def _load(name: str, server: EmbeddedServer, path: str, token: str | None, seconds: float) -> Result:
+    ctx = ssl.create_default_context(cafile=server.ca_file)
+    headers = [f"GET {path} HTTP/1.1", f"Host: localhost:{server.port}", "Accept: */*"]
+    if token:
+        headers.append(f"X-SBG-Auth-Token: {token}")
+    request = ("\r\n".join(headers) + "\r\n\r\n").encode()
+    # Warm-up: connections, TLS sessions, the auth cache, SQLAlchemy statement caches.
+    warm = Result(name, 0, 0, 1.0, [])
+    await asyncio.gather(
+        *(_worker("127.0.0.1", server.port, ctx, request, time.perf_counter() + 1.0, warm) for _ in range(2))
+    )
+    out = Result(name, 0, 0, seconds, [])
+    proc = psutil.Process(server.proc.pid if server.proc else os.getpid())
+    cpu0, mine0 = sum(proc.cpu_times()[:2]), time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(_worker("127.0.0.1", server.port, ctx, request, started + seconds, out) for _ in range(CONCURRENCY))
+    )
+    out.seconds = time.perf_counter() - started
+    out.server_cpu_s = sum(proc.cpu_times()[:2]) - cpu0
+    out.client_cpu_s = time.process_time() - mine0
+    return out
+
+
+def _run(coro: Coroutine[Any, Any, Result]) -> Result:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _rss_mib(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return float(proc.memory_info().rss) / (1024 * 1024)
+
+
+def _report(r: Result) -> None:
+    print(
+        f"  {r.name:<22} {r.rps:8.0f} req/s   p50 {r.pct(0.50):6.2f} ms   p99 {r.pct(0.99):6.2f} ms"
+        f"   server CPU {r.server_ms_per_request:.2f} ms/req, client CPU {r.client_ms_per_request:.2f} ms/req"
+        f"   ({r.requests} requests, {r.errors} errors)"
+    )
+
+
+def main() -> None:
+    with EmbeddedServer(engine="fake", tls=True, username="bench") as server:
+        assert server.proc is not None and server.ca_file is not None
+        with httpx.Client(
+            base_url=server.url, verify=server.ca_file, headers={"X-SBG-Auth-Token": server.token}
+        ) as client:
+            for i in range(PROJECTS):
+                client.post("/projects", json={"name": f"bench project {i}"}).raise_for_status()
+            listed = client.get("/projects", params={"limit": 100})
+            listed.raise_for_status()
+            assert int(listed.headers["X-Total-Matching-Query"]) == PROJECTS
+        rss_idle = _rss_mib(server.proc.pid)
+        print(
+            f"bridgehead API benchmark: {CONCURRENCY} keep-alive TLS connections, {DURATION:.0f} s per "
+            f"endpoint, SQLite, {PROJECTS} projects, {os.cpu_count()} CPUs shared by client and server"
+        )
+        base = _run(_load("GET /healthz", server, "/healthz", None, DURATION))
+        _report(base)
+        user = _run(_load("GET /v2/user", server, "/v2/user", server.token, DURATION))
+        _report(user)
+        projects = _run(
+            _load("GET /v2/projects?l=100", server, "/v2/projects?limit=100", server.token, DURATION)
+        )
+        _report(projects)
+        rss = _rss_mib(server.proc.pid)
+        print(f"  server RSS: {rss_idle:.1f} MiB idle, {rss:.1f} MiB after the runs")
+        ok = user.rps >= 1000 and user.pct(0.99) < 50 and rss < 150
+        print(
+            f"  targets (GET /v2/user >= 1000 req/s, p99 < 50 ms; RSS < 150 MiB): {'met' if ok else 'MISSED'}"
+        )
+        summary = {
+            "bench": "api",
+            "concurrency": CONCURRENCY,
+            "duration_s": DURATION,
+            "baseline_healthz_rps": round(base.rps, 1),
+            "user_rps": round(user.rps, 1),
+            "user_p50_ms": round(user.pct(0.50), 2),
+            "user_p99_ms": round(user.pct(0.99), 2),
+            "projects_rps": round(projects.rps, 1),
+            "projects_p50_ms": round(projects.pct(0.50), 2),
+            "projects_p99_ms": round(projects.pct(0.99), 2),
+            "user_vs_baseline": round(user.rps / base.rps, 3),
+            "projects_vs_baseline": round(projects.rps / base.rps, 3),
+            "errors": base.errors + user.errors + projects.errors,
+            "server_rss_mib": round(rss, 1),
+            "targets_met": ok,
+        }
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
