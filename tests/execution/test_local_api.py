@@ -237,6 +237,54 @@ def test_input_deleted_after_queueing_fails_with_name(
     assert "doomed.txt" in victim["execution_status"]["message"]
 
 
+def test_memoization_reuses_identical_job(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
+    app = install(
+        http,
+        project,
+        "memo",
+        tool(
+            ["sh", "-c", 'wc -l < "$0" > n.txt; date +%s%N > stamp.txt'],
+            arguments=[{"valueFrom": "$(inputs.f.path)"}],
+            inputs={"f": "File"},
+            outputs={
+                "n": {"type": "File", "outputBinding": {"glob": "n.txt"}},
+                "stamp": {"type": "File", "outputBinding": {"glob": "stamp.txt"}},
+            },
+            requirements=[{"class": "InlineJavascriptRequirement"}],
+        ),
+    )
+
+    def go(data: bytes, memoize: bool = True) -> dict[str, Any]:
+        body = {
+            "project": project,
+            "app": app,
+            "name": "memo",
+            "execution_settings": {"use_memoization": memoize},
+            "inputs": {"f": file_input(server, project, "m.txt", data)},
+        }
+        task = http.post("/tasks", params={"action": "run"}, json=body).json()
+        return wait(http, task["id"])
+
+    first = go(b"1\n2\n")
+    assert first["status"] == "COMPLETED", first["execution_status"]
+    assert "memoized_from" not in first["execution_status"]
+    second = go(b"1\n2\n")  # another file, same content and name: the same job
+    assert second["status"] == "COMPLETED"
+    assert second["execution_status"]["message"] == f"Reused outputs of task {first['id']}"
+    assert second["execution_status"]["memoized_from"] == first["id"]
+    assert http.get(f"/tasks/{second['id']}/execution_details").json()["jobs"] == []
+    for port in ("n", "stamp"):
+        assert second["outputs"][port]["path"] != first["outputs"][port]["path"]
+        assert content(http, second["outputs"][port]["path"]) == content(http, first["outputs"][port]["path"])
+        assert http.get(f"/files/{second['outputs'][port]['path']}").json()["origin"]["task"] == second["id"]
+    other = go(b"1\n2\n3\n")  # different content: runs for real
+    assert "memoized_from" not in other["execution_status"]
+    assert content(http, other["outputs"]["n"]["path"]).strip() == "3"
+    off = go(b"1\n2\n", memoize=False)  # switched off: runs again
+    assert "memoized_from" not in off["execution_status"]
+    assert content(http, off["outputs"]["stamp"]["path"]) != content(http, first["outputs"]["stamp"]["path"])
+
+
 def test_server_kill9_then_restart_recovers(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
     slow = install(
         http,

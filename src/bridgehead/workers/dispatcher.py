@@ -18,6 +18,7 @@ from bridgehead.config import Settings
 from bridgehead.db.models import AppRevision
 from bridgehead.db.models.tasks import ABORTED, ABORTING, QUEUED, RUNNING, Task
 from bridgehead.db.session import Database
+from bridgehead.domain import memo
 from bridgehead.domain.tasks import execution, pricing, rules, staging
 from bridgehead.engines import get_engine
 from bridgehead.engines.base import Engine, RunSpec, RunStatus
@@ -225,6 +226,12 @@ class Dispatcher:
         )
 
     def _submit(self, ids: list[str]) -> None:
+        with self.db.write() as s:  # identical earlier jobs (use_memoization) complete without running
+            reused = memo.try_reuse(s, ids, self.prices)
+            self._rollup(s, {p for p in reused.values() if p})
+        for task_id in reused:
+            self.inflight.pop(task_id, None)
+        ids = [i for i in ids if i not in reused]
         started: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
         with self.db.read() as s:
@@ -287,6 +294,7 @@ class Dispatcher:
                 try:
                     with s.begin_nested():
                         execution.finish(s, self.blobs, task, status, self.prices)
+                        memo.remember(s, task)
                 except Exception as exc:  # ingestion failed: the task fails, the loop goes on
                     log.exception("finishing task %s failed", task.id)
                     s.refresh(task)

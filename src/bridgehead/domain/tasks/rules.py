@@ -90,6 +90,8 @@ def base_status(task: Task) -> dict[str, Any]:
         "account_limit": False,
         "instance_init": False,
     }
+    if current.get("memoized_from"):  # set by domain/memo.py when outputs were reused
+        out["memoized_from"] = str(current["memoized_from"])
     return out
 
 
