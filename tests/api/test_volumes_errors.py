@@ -279,6 +279,10 @@ def test_import_name_clash_fails_without_orphan_blob(
         and done["result"]["id"] == wait(http, "imports", first["id"])["result"]["id"]
     )
     assert done["result"]["size"] == len(b"second, different content")
+    # The overwritten file's old content ("first") is no longer referenced, so its blob is gone too.
+    assert blob_count(server) == blobs_before
+    target = http.get(f"/files/{done['result']['id']}/download_info").json()["url"]
+    assert http.get(target).content == b"second, different content"
 
 
 def test_bad_import_and_export_requests(

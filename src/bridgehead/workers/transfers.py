@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from bridgehead.config import Settings
 from bridgehead.db.models import File, Project
@@ -117,10 +120,11 @@ def _import(db: Database, blobs: LocalBlobStore, job: Job) -> None:
                 raise Failure(404, 9105, f"Object {backend.describe(job.location)} does not exist.")
             key, size = _store(blobs, backend.read(job.location), job.location)
             stored.append(("", key, size))
-        _place(db, job, stored)
+        replaced = _place(db, job, stored)
     except BaseException:
         _forget(db, blobs, [k for _, k, _ in stored])
         raise
+    _forget(db, blobs, replaced)
 
 
 def _store(blobs: LocalBlobStore, chunks: Iterator[bytes], location: str) -> tuple[str, int]:
@@ -130,8 +134,11 @@ def _store(blobs: LocalBlobStore, chunks: Iterator[bytes], location: str) -> tup
         raise _volume_failure(exc, 9105) from None
 
 
-def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> None:
+def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> list[str]:
+    """Create the project files in one transaction; returns the blob keys that overwritten files
+    used to point at (candidates for deletion once this commits)."""
     spec = job.spec
+    replaced: list[str] = []
     dest = spec["destination"]
     assert isinstance(dest, dict)
     conflict: files.Conflicts = (
@@ -141,7 +148,7 @@ def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> None:
         row = s.get(Transfer, job.id)
         parent = s.get(File, str(spec["parent_id"]))
         if row is None:
-            return
+            return replaced
         if parent is None or not parent.is_folder:
             raise Failure(404, 9009, f"Destination folder {spec['parent_id']} no longer exists.")
         project = s.get(Project, parent.project_id)
@@ -150,8 +157,9 @@ def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> None:
         name = str(dest["name"])
         if not job.location.endswith("/"):
             _, key, size = stored[0]
-            result = files.place_file(
+            result = _put(
                 s,
+                replaced,
                 project=project,
                 parent=parent,
                 name=name,
@@ -176,8 +184,9 @@ def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> None:
                     "type": "PLATFORM",
                     "import": {"volume": job.volume, "location": job.location + rel},
                 }
-                files.place_file(
+                _put(
                     s,
+                    replaced,
                     project=project,
                     parent=folder,
                     name=parts[-1],
@@ -188,16 +197,42 @@ def _place(db: Database, job: Job, stored: list[tuple[str, str, int]]) -> None:
                 )
             result = top
         domain.complete(s, row, result)
+    return replaced
+
+
+def _put(
+    s: Session,
+    replaced: list[str],
+    *,
+    project: Project,
+    parent: File,
+    name: str,
+    blob_key: str,
+    size: int,
+    conflict: files.Conflicts,
+    storage: Mapping[str, Any],
+) -> File:
+    if conflict == "overwrite":
+        old = files.child(s, parent.id, name)
+        if old is not None and old.blob_key and old.blob_key != blob_key:
+            replaced.append(old.blob_key)
+    return files.place_file(
+        s,
+        project=project,
+        parent=parent,
+        name=name,
+        blob_key=blob_key,
+        size=size,
+        conflict=conflict,
+        storage=dict(storage),
+    )
 
 
 def _forget(db: Database, blobs: LocalBlobStore, keys: list[str]) -> None:
-    """Delete blobs this import stored that no file row points at."""
-    if not keys:
-        return
-    with db.read() as s:
-        unused = [k for k in set(keys) if not files.blob_in_use(s, k)]
-    for key in unused:
-        blobs.delete(key)
+    """Delete blobs this import stored (or replaced) that no file row points at."""
+    if keys:
+        with db.read() as s:
+            files.collect_blobs(s, blobs, list(keys))
 
 
 # --- exports ---------------------------------------------------------------------------------
