@@ -68,6 +68,12 @@ def squeue_ids() -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
+def squeue_names() -> list[str]:
+    """Names and comments of every job Slurm still lists (the engines tag both with the task id)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%j|%k"], capture_output=True, text=True, check=True).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def squeue_with_comment(comment: str) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
     return [line.split("|")[0] for line in out.splitlines() if line.strip().endswith("|" + comment)]
