@@ -258,6 +258,37 @@ def set_public(
     console.print(f"project {project} is now {'private' if off else 'public'}")
 
 
+@app.command("task-bundle")
+def task_bundle(
+    task_id: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write [task-<id>.tar.gz]")
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Write a task's diagnostics bundle (task, app, inputs, job and engine logs) as one .tar.gz."""
+    from bridgehead.db.models.tasks import Task
+    from bridgehead.domain import bundles
+    from bridgehead.storage.blobs import store_for
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    db = prepare(settings)
+    target = output or Path(f"task-{task_id}.tar.gz")
+    api = (settings.public_url or f"http://localhost:{settings.port}").rstrip("/").removesuffix("/v2") + "/v2"
+    with db.read() as s:
+        task = s.get(Task, task_id)
+        if task is None:
+            console.print(f"[red]error:[/] task {task_id} does not exist in {_safe_url(settings)}")
+            raise typer.Exit(1)
+        tmp = target.with_name(f".{target.name}.tmp")
+        with open(tmp, "wb") as out:
+            bundles.write(s, settings, store_for(settings), task, api, out)
+        tmp.replace(target)
+    console.print(f"wrote {target} ({target.stat().st_size} bytes)")
+    typer.echo(str(target))
+
+
 def main() -> None:
     app(prog_name="bridgehead")
 

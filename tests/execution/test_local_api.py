@@ -6,16 +6,20 @@ store; processes are checked with ``ps``. The last test kills the server with SI
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bridgehead.embedded import EmbeddedServer
+from bridgehead.embedded import EmbeddedServer, cli
 from tests.support.taskapps import add_file
 
 ENGINE = "local"
@@ -283,6 +287,31 @@ def test_memoization_reuses_identical_job(server: EmbeddedServer, http: httpx.Cl
     off = go(b"1\n2\n", memoize=False)  # switched off: runs again
     assert "memoized_from" not in off["execution_status"]
     assert content(http, off["outputs"]["stamp"]["path"]) != content(http, first["outputs"]["stamp"]["path"])
+
+
+def test_bundle_by_api_and_cli(
+    server: EmbeddedServer, http: httpx.Client, project: str, tmp_path: Path
+) -> None:
+    task = wait(http, run(http, project, install(http, project, "fails-b", FAIL))["id"])
+    resp = http.get(f"/tasks/{task['id']}/bundle")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(resp.content), mode="r:gz") as tar:
+        names = set(tar.getnames())
+        prefix = f"task-{task['id']}"
+        assert {f"{prefix}/{n}" for n in ("task.json", "app.cwl.json", "inputs.json")} <= names
+        assert f"{prefix}/run/engine.log" in names and f"{prefix}/run/result.json" in names
+        assert json.loads(tar.extractfile(f"{prefix}/task.json").read())["status"] == "FAILED"  # type: ignore[union-attr]
+        assert (
+            json.loads(tar.extractfile(f"{prefix}/app.cwl.json").read())["baseCommand"] == FAIL["baseCommand"]
+        )  # type: ignore[union-attr]
+        stderr = [n for n in names if n.endswith(".stderr")]
+        assert stderr and all(b"tool says no" in tar.extractfile(n).read() for n in stderr)  # type: ignore[union-attr]
+    assert http.get("/tasks/00000000-0000-0000-0000-000000000000/bundle").json()["code"] == 7002
+    out = tmp_path / "b.tar.gz"
+    cli("task-bundle", task["id"], "--output", str(out), env=server.env())
+    with tarfile.open(out, mode="r:gz") as tar:
+        assert f"task-{task['id']}/run/engine.log" in tar.getnames()
 
 
 def test_server_kill9_then_restart_recovers(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
