@@ -183,11 +183,13 @@ def probe_shared(root: Path, partition: str | None, timeout: float = 60.0) -> li
 
 def preflight(settings: Settings, probe: bool = True, probe_timeout: float = 60.0) -> list[str]:
     """Problems that make the slurm engine unusable, each saying what to fix; empty when all is well."""
-    problems = [
-        f"the slurm engine needs `{cmd}` on PATH: install the Slurm client tools (slurm-client) on this host"
-        for cmd in ("sbatch", "squeue", "scancel", "sinfo")
-        if shutil.which(cmd) is None
-    ]
+    missing = [cmd for cmd in ("sbatch", "squeue", "scancel", "sinfo") if shutil.which(cmd) is None]
+    problems = []
+    if missing:
+        problems.append(
+            f"the slurm engine needs {', '.join(missing)} on PATH: "
+            "install the Slurm client tools (slurm-client) on this host"
+        )
     root = work_root(settings)
     problems += check_work_dir(root)
     if probe and not problems:
