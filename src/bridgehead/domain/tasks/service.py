@@ -271,8 +271,8 @@ def modify(session: Session, user: User, task: Task, changes: dict[str, Any]) ->
         if "batch_input" in changes or "batch_by" in changes:
             # The official client sends only what changed (and only changed sub-keys of batch_by), so
             # the other half of the pair comes from the task; 7023 when the result is still half a pair.
-            new_input = changes["batch_input"] if "batch_input" in changes else task.batch_input
-            new_by = changes["batch_by"] if "batch_by" in changes else task.batch_by
+            new_input = changes.get("batch_input", task.batch_input)
+            new_by = changes.get("batch_by", task.batch_by)
             if isinstance(new_by, dict) and "type" not in new_by and isinstance(task.batch_by, dict):
                 new_by = {**task.batch_by, **new_by}
             bi, bb, disabled = _batching(
