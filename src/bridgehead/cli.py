@@ -141,8 +141,11 @@ def serve(
         port=settings.port,
         log_level="warning",
         access_log=False,
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # X-Forwarded-* is interpreted by api/urls.py against the real peer address; uvicorn's own
+        # rewriting would replace that peer with the X-Forwarded-For value before we could check it.
+        proxy_headers=False,
+        loop="auto",
+        http="auto",
         **ssl,
     )
 

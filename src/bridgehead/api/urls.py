@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -15,7 +17,7 @@ def base_url(request: Request, settings: Settings) -> str:
         return settings.public_url.rstrip("/").removesuffix("/v2")
     scheme = request.url.scheme
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    if settings.forwarded_allow_ips:
+    if settings.forwarded_allow_ips and _trusted_proxy(request, settings.forwarded_allow_ips):
         fwd_host = request.headers.get("x-forwarded-host")
         if fwd_host:
             host = fwd_host.split(",")[0].strip()
@@ -23,6 +25,34 @@ def base_url(request: Request, settings: Settings) -> str:
         if fwd_proto:
             scheme = fwd_proto.split(",")[0].strip()
     return f"{scheme}://{host}"
+
+
+@lru_cache(maxsize=8)
+def _trusted_networks(allow: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """``*`` trusts every peer (None); otherwise a comma list of addresses or CIDR networks."""
+    items = [item.strip() for item in allow.split(",") if item.strip()]
+    if "*" in items:
+        return None
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            continue  # a host name: uvicorn ignores those too
+    return tuple(networks)
+
+
+def _trusted_proxy(request: Request, allow: str) -> bool:
+    """X-Forwarded-* is honoured only from a peer listed in --forwarded-allow-ips."""
+    networks = _trusted_networks(allow)
+    if networks is None:
+        return True
+    peer = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
 
 
 def with_query(url: str, params: list[tuple[str, str]]) -> str:
