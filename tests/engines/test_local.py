@@ -95,7 +95,7 @@ def tool(command: list[str], outputs: Any = None, extra: dict[str, Any] | None =
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
-    eng = LocalEngine(Settings(data_dir=tmp_path_factory.mktemp("data")))
+    eng = LocalEngine(Settings(data_dir=tmp_path_factory.mktemp("data")), warm=False)
     try:
         yield eng
     finally:
@@ -232,7 +232,7 @@ def test_missing_input_file_fails(engine: LocalEngine, tmp_path: Path) -> None:
 def test_recover_after_supervisor_crash(tmp_path: Path) -> None:
     """A restarted server adopts a live runner, collects a finished one and fails a vanished one."""
     settings = Settings(data_dir=tmp_path / "data")
-    first = LocalEngine(settings)
+    first = LocalEngine(settings, warm=False)
     app = tool(
         ["sh", "-c", "sleep 1.5; echo done > out.txt"],
         outputs={"o": {"type": "File", "outputBinding": {"glob": "out.txt"}}},
@@ -248,7 +248,7 @@ def test_recover_after_supervisor_crash(tmp_path: Path) -> None:
     while group_members(lost["pid"]) and time.monotonic() < deadline:
         time.sleep(0.02)
 
-    second = LocalEngine(settings)
+    second = LocalEngine(settings, warm=False)
     assert second.recover(live).state == "running"
     lost_status = second.recover(lost)
     assert lost_status.state == "failed" and "ended without a result" in lost_status.message
@@ -262,6 +262,8 @@ def test_recover_after_supervisor_crash(tmp_path: Path) -> None:
 
 
 def test_capacity_uses_settings_or_machine(tmp_path: Path) -> None:
-    assert LocalEngine(Settings(data_dir=tmp_path, max_cores=3, max_memory_mib=2048)).capacity() == (3, 2048)
-    cores, memory = LocalEngine(Settings(data_dir=tmp_path)).capacity()
+    assert LocalEngine(
+        Settings(data_dir=tmp_path, max_cores=3, max_memory_mib=2048), warm=False
+    ).capacity() == (3, 2048)
+    cores, memory = LocalEngine(Settings(data_dir=tmp_path), warm=False).capacity()
     assert cores == os.cpu_count() and memory > 256

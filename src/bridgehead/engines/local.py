@@ -97,13 +97,23 @@ def _status(state: RunState, data: dict[str, Any], workdir: Path) -> RunStatus:
 
 class LocalEngine:
     name = "local"
+    poll_interval = 0.02  # poll reads two small files: the dispatcher may look often while runs are live
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, warm: bool = True) -> None:
         self.settings = settings
         self.root = settings.data_dir / "engine"
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         self._log: IO[bytes] | None = None
+        if warm:  # import cwltool in the supervisor now, not when the first task is waiting
+            threading.Thread(target=self._warm, name="local-engine-warmup", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            with self._lock:
+                self._supervisor()
+        except Exception:  # submit() retries and reports the reason on the task
+            log.exception("starting the local engine supervisor failed")
 
     # -- supervisor ---------------------------------------------------------------------------
 

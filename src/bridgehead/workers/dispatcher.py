@@ -69,8 +69,9 @@ class Dispatcher:
             except Exception:  # a bad row must not kill the loop; it is logged and retried
                 log.exception("dispatcher tick failed")
                 busy = False
-            if not busy:
-                self._stop.wait(self.interval)
+            if not busy:  # an engine whose poll is cheap (local files) may ask to be polled faster
+                fast = getattr(self.engine, "poll_interval", self.interval) if self.inflight else self.interval
+                self._stop.wait(min(self.interval, fast))
 
     def tick(self) -> bool:
         """One pass over every kind of work; True when something happened (loop again at once)."""
