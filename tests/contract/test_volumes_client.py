@@ -18,6 +18,8 @@ import sevenbridges as sbg
 from sevenbridges.models.storage_export import Export
 from sevenbridges.models.storage_import import Import
 
+from bridgehead.embedded import EmbeddedServer
+from tests.conftest import user_api
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Endpoint, endpoint, moto_fixture
 
 S3 = endpoint()
@@ -205,3 +207,36 @@ def test_local_volume_cycle(api: sbg.Api, http: httpx.Client, tmp_path: Path) ->
     assert (root / "out" / "reads-copy.txt").read_bytes() == b"ACGT" * 1000
     # Without copy_only the platform file becomes an alias of the exported object.
     assert api.files.get(imp.result.id).storage.type == "VOLUME"
+
+
+def test_volume_members_with_the_client(api: sbg.Api, http: httpx.Client, server: EmbeddedServer) -> None:
+    root = ROOT / unique("m")
+    root.mkdir()
+    (root / "shared.txt").write_bytes(b"shared")
+    resp = http.post(
+        "/storage/volumes",
+        json={"name": unique("shared"), "access_mode": "RW", "service": {"type": "local", "root": str(root)}},
+    )
+    volume = api.volumes.get(resp.json()["id"])
+    carol = unique("carol")
+    carol_api = user_api(server, carol)
+    member = volume.add_member(carol, {"read": True, "write": False, "execute": True})
+    assert member.username == carol and member.permissions["write"] is False
+    assert [m.username for m in volume.get_members()] == [carol]
+    assert carol_api.volumes.get(volume.id).name == volume.name
+    assert [o.location for o in carol_api.volumes.get(volume.id).list()] == ["shared.txt"]
+
+    # get_member uses the client's class-level default Api (the most recently created one: carol's)
+    # unless told otherwise, and carol may not change permissions.
+    fetched = volume.get_member(carol, api=api)
+    fetched.permissions["write"] = True
+    fetched.save()
+    assert volume.get_member(carol, api=api).permissions["write"] is True
+    volume.remove_member(carol)
+    assert list(volume.get_members()) == []
+    try:
+        carol_api.volumes.get(volume.id)
+    except sbg.errors.Forbidden as exc:
+        assert exc.code == 9020
+    else:
+        raise AssertionError("a removed member can still read the volume")
