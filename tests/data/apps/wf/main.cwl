@@ -6,7 +6,7 @@ requirements:
 inputs:
   infile: File
 outputs:
-  count:
+  line_count:
     type: File
     outputSource: count/count
 steps:
