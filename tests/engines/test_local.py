@@ -137,6 +137,7 @@ def test_tool_with_file_in_and_out(engine: LocalEngine, tmp_path: Path) -> None:
     [job] = status.jobs
     assert job.status == "DONE" and "wc -l" in job.command_line and job.start_time and job.end_time
     assert job.logs["stdout"].read_text().split()[0] == "7"  # a declared stdout is kept as the log too
+    assert job.logs["engine.log"] == status.engine_log
     assert status.engine_log is not None and "completed success" in status.engine_log.read_text()
     assert status.started_at is not None and status.steps_completed == status.steps_total == 1
 
@@ -211,6 +212,9 @@ def test_docker_requirement_fails_but_hint_is_ignored(engine: LocalEngine, tmp_p
     )
     assert status.state == "failed" and status.exit_code == 33
     assert "DockerRequirement" in status.message and "no container engine" in status.message
+    [job] = status.jobs  # no tool ran: one "engine" entry carries the engine log
+    assert job.name == "engine" and job.status == "FAILED"
+    assert "DockerRequirement" in job.logs["engine.log"].read_text()
     status = wait(engine, engine.submit(spec(tmp_path, tool(["true"], extra={"hints": docker}), name="h")))
     assert status.state == "completed", status.message
     assert status.engine_log is not None and "DockerRequirement hint ignored" in status.engine_log.read_text()

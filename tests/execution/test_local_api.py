@@ -170,6 +170,7 @@ def test_failing_tool_fails_with_exit_code_and_stderr(http: httpx.Client, projec
     [job] = http.get(f"/tasks/{task['id']}/execution_details").json()["jobs"]
     assert job["status"] == "FAILED"
     assert "tool says no" in log_text(http, job, "stderr")
+    assert "exited with status: 3" in log_text(http, job, "engine.log")
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,15 @@ def _jobs(raw: list[dict[str, Any]]) -> list[JobInfo]:
 
 def _status(state: RunState, data: dict[str, Any], workdir: Path) -> RunStatus:
     engine_log = workdir / ENGINE_LOG
+    jobs = _jobs(data.get("jobs", []))
+    if engine_log.exists():
+        # execution_details links logs per job: every job links the task's engine log too, and a run
+        # that failed before any job started shows one "engine" entry so its log is still reachable.
+        if not jobs and state == "failed":
+            end = data.get("finished_at")
+            jobs = [JobInfo(name="engine", status="FAILED", start_time=end, end_time=end)]
+        for job in jobs:
+            job.logs["engine.log"] = engine_log
     return RunStatus(
         state=state,
         message=str(data.get("message", "")),
@@ -88,7 +97,7 @@ def _status(state: RunState, data: dict[str, Any], workdir: Path) -> RunStatus:
         exit_code=data.get("exit_code"),
         steps_completed=int(data.get("steps_completed", 0)),
         steps_total=int(data.get("steps_total", 1)),
-        jobs=_jobs(data.get("jobs", [])),
+        jobs=jobs,
         engine_log=engine_log if engine_log.exists() else None,
         started_at=data.get("started_at"),
         finished_at=data.get("finished_at"),

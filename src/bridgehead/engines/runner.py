@@ -291,6 +291,8 @@ class _LastError(logging.Handler):
 
 
 def _finish(workdir: Path, rec: Recorder | None, state: str, message: str, **extra: Any) -> None:
+    if state != "completed":  # the engine log then says why, whatever path ended the run
+        log.error("run %s: %s", state, message)
     data: dict[str, Any] = {
         "state": state,
         "message": message,
@@ -388,7 +390,6 @@ def _run(workdir: Path, spec: dict[str, Any], tool: Any, load_error: str | None,
             "The app requires DockerRequirement but no container engine is configured on this server; "
             "declare it as a hint to run the tool directly"
         )
-        log.error(message)
         _finish(workdir, rec, "failed", message, exit_code=33)
         return 33
     if docker.get("hints"):
