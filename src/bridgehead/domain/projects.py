@@ -170,15 +170,26 @@ def list_projects(
     if owner is not None:
         query = query.where(Project.owner == owner)
     if names:
-        query = query.where(or_(*[Project.name.contains(n) for n in names]))
+        query = query.where(or_(*[Project.name.contains(n, autoescape=True) for n in names]))
     if category:
         query = query.where(Project.category == category.upper())
-    rows = list(session.scalars(query.order_by(Project.created_on, Project.id)))
+    query = query.order_by(Project.created_on, Project.id)
     if tags:  # JSON list containment differs per database; filter in Python
-        rows = [p for p in rows if any(t in (p.tags or []) for t in tags)]
+        rows = [p for p in session.scalars(query) if any(t in (p.tags or []) for t in tags)]
         return rows[offset : offset + limit], len(rows)
-    total = len(rows)
-    return rows[offset : offset + limit], total
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.offset(offset).limit(limit))), total
+
+
+def permissions_map(session: Session, user: User, projects: list[Project]) -> dict[int, dict[str, bool]]:
+    """The caller's permissions on many projects in one query (listing without N+1 member lookups)."""
+    if user.is_admin:
+        return {p.id: dict.fromkeys(PERMISSIONS, True) for p in projects}
+    ids = [p.id for p in projects]
+    if not ids:
+        return {}
+    members = session.scalars(select(Member).where(Member.user_id == user.id, Member.project_id.in_(ids)))
+    return {m.project_id: m.permissions() for m in members}
 
 
 def update_project(session: Session, user: User, project_id: str, changes: dict[str, Any]) -> Project:

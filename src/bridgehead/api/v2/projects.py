@@ -45,7 +45,8 @@ def _list(
             offset=page.offset,
             limit=page.limit,
         )
-        items = [project_out(ctx.api, p, projects.access_to(s, ctx.user, p).permissions) for p in rows]
+        perms = projects.permissions_map(s, ctx.user, rows)
+        items = [project_out(ctx.api, p, perms[p.id]) for p in rows]
     return ctx.page(items, total, page)
 
 
