@@ -50,6 +50,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.bridgehead = state
     errors.install(app)
 
+    healthy = b'{"status":"ok"}'
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        # async and pre-rendered: probes and load balancers hit this often, keep it off the threadpool.
+        return Response(healthy, media_type="application/json")
+
     # Each router is included straight into the app (no intermediate /v2 router): one nesting level
     # less for FastAPI to walk on every request.
     for router in ROUTERS:
@@ -61,13 +68,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         tags=["users"],
         summary="Root resource: a map of the API's collections",
     )
-
-    healthy = b'{"status":"ok"}'
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> Response:
-        # async and pre-rendered: probes and load balancers hit this often, keep it off the threadpool.
-        return Response(healthy, media_type="application/json")
 
     app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter)
     return app
