@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 admin = typer.Typer(help="Manage users and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never wrap: paths and commands get copy-pasted
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory [env BRIDGEHEAD_DATA_DIR]")]
 DbUrl = Annotated[
