@@ -202,6 +202,21 @@ def test_local_volume_cycle(api: sbg.Api, http: httpx.Client, tmp_path: Path) ->
     )
     assert again.state == "COMPLETED" and again.result.name == "_1_reads.txt"
 
+    # Into a folder (parent=) and flattened: preserve_folder_structure=False drops the sub-folders.
+    for sub in ("x", "y"):
+        (root / "tree" / sub).mkdir(parents=True)
+        (root / "tree" / sub / f"{sub}.txt").write_bytes(sub.encode())
+    inbox = api.files.create_folder(name="inbox", project=project)
+    flat = wait(
+        api.imports.submit_import(
+            volume=volume, location="tree/", parent=inbox, preserve_folder_structure=False, name="tree"
+        )
+    )
+    assert flat.state == "COMPLETED", flat.error
+    assert flat.preserve_folder_structure is False and flat.destination.parent == inbox.id
+    assert sorted(f.name for f in api.files.query(parent=inbox.id).all()) == ["x.txt", "y.txt"]
+    assert flat.id in [i.id for i in api.imports.query(project=project, state="COMPLETED").all()]
+
     exp = wait(api.exports.submit_export(file=imp.result, volume=volume, location="out/reads-copy.txt"))
     assert exp.state == "COMPLETED", exp.error
     assert (root / "out" / "reads-copy.txt").read_bytes() == b"ACGT" * 1000
