@@ -496,3 +496,14 @@ def test_permissions_and_members(
     assert http.delete(f"/storage/volumes/{vid}/members/{bob}").status_code == 204
     expect_error(other.get(f"/storage/volumes/{vid}"), 403, 9020)
     expect_error(http.get(f"/storage/volumes/{vid}/members/{bob}"), 404, None, bob)
+
+
+def test_concurrent_creates_of_one_name(http: httpx.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"name": f"race_{uid()}", "access_mode": "RW", "service": {"type": "local", "root": str(ROOT)}}
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(
+            r.status_code for r in pool.map(lambda _: http.post("/storage/volumes", json=body), range(6))
+        )
+    assert codes == [201, 409, 409, 409, 409, 409]

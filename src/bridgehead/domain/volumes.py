@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridgehead.config import Settings
@@ -218,7 +219,11 @@ def create_volume(
         modified_on=now,
     )
     session.add(volume)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # a concurrent create of the same name won the race
+        raise Conflict(f"Volume {user.username}/{name} already exists.", code=9010, field="name") from None
     return volume
 
 
