@@ -81,6 +81,7 @@ def run_one(db: Database, blobs: LocalBlobStore, transfer_id: str) -> None:
             _export(db, blobs, job)
         else:
             _import(db, blobs, job)
+        log.info("%s %s of %s:%s completed", job.kind.lower(), job.id, job.volume, job.location)
     except Failure as f:
         _record_failure(db, job.id, f.status, f.code, f.message)
     except SbgError as e:
@@ -91,6 +92,7 @@ def run_one(db: Database, blobs: LocalBlobStore, transfer_id: str) -> None:
 
 
 def _record_failure(db: Database, transfer_id: str, status: int, code: int, message: str) -> None:
+    log.info("transfer %s failed: %s", transfer_id, message)
     with db.write() as s:
         row = s.get(Transfer, transfer_id)
         if row is not None:
