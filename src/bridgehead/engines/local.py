@@ -34,7 +34,7 @@ from bridgehead.engines.runner import (
 
 log = logging.getLogger(__name__)
 
-ABORT_GRACE_S = 0.6  # SIGTERM first; whatever is left of the process group after this gets SIGKILL
+ABORT_GRACE_S = 0.5  # SIGTERM first; whatever is left of the process group after this gets SIGKILL
 
 
 class EngineError(RuntimeError):
@@ -55,6 +55,17 @@ def group_members(pgid: int) -> list[int]:
         if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process remains in the group (a cheap signal probe first, then /proc)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(group_members(pgid))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -230,15 +241,16 @@ class LocalEngine:
         return self.poll(handle)
 
     def cancel(self, handle: dict[str, Any]) -> None:
+        """SIGTERM to the runner's process group, SIGKILL to whatever is left after a short grace."""
         workdir = Path(handle["workdir"])
         pid = int(handle["pid"])
         if self._alive(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + ABORT_GRACE_S
-        while group_members(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if group_members(pid):
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if _group_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         if not (workdir / RESULT).exists():

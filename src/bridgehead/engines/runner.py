@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -198,30 +199,29 @@ def _install_hooks() -> None:
 # --------------------------------------------------------------------------------------------------
 # Tool loading (supervisor side, cached)
 
-_TOOLS: dict[str, Any] = {}
+_TOOLS: OrderedDict[str, Any] = OrderedDict()
+TOOL_CACHE_SIZE = 256
 
 
-def load_tool(raw: dict[str, Any], cache_dir: Path) -> Any:
-    """Load (once per distinct document) a CWL document given as JSON; the key is its content hash."""
-    import cwltool.workflow
-    from cwltool.context import LoadingContext
-    from cwltool.load_tool import load_tool as cwl_load
+def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | None = None) -> Any:
+    """Load a CWL document once per distinct content (LRU); the same loader that validated the install.
 
-    text = json.dumps(raw, sort_keys=True)
-    key = hashlib.sha256(text.encode()).hexdigest()
+    ``domain/cwl.load_process`` adds the ``sbg`` namespace and loads from memory under the app's id, so
+    the supervisor runs exactly what the apps area accepted. ``cache_dir`` is kept for callers that
+    pass one; nothing is written there any more.
+    """
+    from bridgehead.domain.cwl import load_process
+
+    del cache_dir
+    key = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
     tool = _TOOLS.get(key)
-    if tool is None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        path = cache_dir / f"{key}.cwl"
-        if not path.exists():
-            tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        lc = LoadingContext()
-        lc.construct_tool_object = cwltool.workflow.default_make_tool
-        lc.strict = False
-        tool = cwl_load(str(path), lc)
-        _TOOLS[key] = tool
+    if tool is not None:
+        _TOOLS.move_to_end(key)
+        return tool
+    tool = load_process(app_id or f"engine/run/{key[:16]}/0", raw)
+    _TOOLS[key] = tool
+    while len(_TOOLS) > TOOL_CACHE_SIZE:
+        _TOOLS.popitem(last=False)
     return tool
 
 
@@ -328,8 +328,8 @@ def run_child(workdir: Path, tool: Any, load_error: str | None) -> None:
         CURRENT = rec
 
         def on_term(signum: int, frame: Any) -> None:
+            # The whole process group got the signal, tools included: record the verdict and go.
             del frame
-            _reap_tools()
             _finish(workdir, rec, "aborted", "Aborted by user", exit_code=128 + signum)
             os._exit(128 + signum)
 
@@ -357,17 +357,6 @@ def _reset_js_engine() -> None:
         getattr(engine, "processes_to_kill", []).clear()
     except Exception:  # older cwl_utils: nothing cached to reset
         pass
-
-
-def _reap_tools() -> None:
-    from cwltool.utils import processes_to_kill
-
-    for proc in list(processes_to_kill):
-        try:
-            proc.wait(timeout=0.5)
-        except Exception:
-            proc.kill()
-            proc.wait()
 
 
 def _run(workdir: Path, spec: dict[str, Any], tool: Any, load_error: str | None, rec: Recorder) -> int:
@@ -452,7 +441,7 @@ def serve(cache_dir: Path) -> None:
             load_error: str | None = None
             try:
                 spec = json.loads((workdir / RUN_SPEC).read_text())
-                tool = load_tool(spec["app_raw"], cache_dir)
+                tool = load_tool(spec["app_raw"], cache_dir, spec.get("app_id"))
             except Exception as exc:
                 load_error = str(exc)
             sys.stdout.flush()
