@@ -53,6 +53,16 @@ def test_running_transfers_recover_after_crash(
             body = {"source": {"volume": vid, "location": "a.txt"}, "destination": {"project": pid}}
             retry = client.post("/storage/imports", json=body).json()["id"]
             give_up = client.post("/storage/imports", json={**body, "autorename": True}).json()["id"]
+            # A second volume deleted while its import waits: the import must fail, naming it.
+            (ROOT / db_kind / "gone").mkdir()
+            service2 = {"type": "local", "root": str(ROOT / db_kind / "gone")}
+            vid2 = client.post(
+                "/storage/volumes", json={"name": "v2", "access_mode": "RW", "service": service2}
+            ).json()["id"]
+            orphan = client.post(
+                "/storage/imports", json={**body, "source": {"volume": vid2, "location": "a.txt"}}
+            ).json()["id"]
+            assert client.delete(f"/storage/volumes/{vid2}").status_code == 204
             time.sleep(1.5)
             assert client.get(f"/storage/imports/{retry}").json()["state"] == "PENDING"  # no worker runs
 
@@ -74,5 +84,11 @@ def test_running_transfers_recover_after_crash(
             failed = wait(client, give_up)
             assert failed["state"] == "FAILED" and "restart" in failed["error"]["message"]
             assert failed["result"] is None
+            lost = wait(client, orphan)
+            assert (
+                lost["state"] == "FAILED"
+                and lost["error"]["code"] == 9007
+                and vid2 in lost["error"]["message"]
+            )
     finally:
         srv.stop()
