@@ -166,7 +166,19 @@ def test_fields_selector_on_one_app(http: httpx.Client, project: str) -> None:
     assert body == {"id": f"{project}/wc/0", "revision": 0}
 
 
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
 BAD_BODIES: list[tuple[str, bytes, str, str]] = [
+    ("YAML alias bomb", ALIAS_BOMB.encode(), "application/yaml", "more than"),
+    ("deeply nested JSON", b"[" * 50000 + b"]" * 50000, "application/json", "nested deeper"),
+    (
+        "NaN in JSON",
+        b'{"cwlVersion": "v1.2", "class": "CommandLineTool", "x": NaN}',
+        "application/json",
+        "NaN",
+    ),
     ("not CWL at all", b'{"hello": "world"}', "application/json", "cwlVersion"),
     (
         "YAML that does not parse",

@@ -30,6 +30,8 @@ VERSIONS = ("v1.0", "v1.1", "v1.2")
 DEFAULT_CORES = 1
 DEFAULT_RAM_MIB = 1024
 CACHE_SIZE = 256
+MAX_NODES = 2_000_000
+MAX_DEPTH = 200
 INVALID_CODE = 90000
 
 # schema-salad's loaders share caches that are not safe to mutate from several threads at once; a load
@@ -67,11 +69,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _checked(doc: Any) -> Any:
+    """A plain copy of a parsed body, refusing what would break storage or blow up in size.
+
+    YAML aliases share nodes, so a small body can expand into a huge document ("billion laughs");
+    NaN and infinities are not JSON and PostgreSQL refuses them.
+    """
+    budget = [MAX_NODES]
+
+    def walk(value: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise CwlInvalid(f"The app document expands to more than {MAX_NODES} values.", field="raw")
+        if depth > MAX_DEPTH:
+            raise CwlInvalid(f"The app document is nested deeper than {MAX_DEPTH} levels.", field="raw")
+        if isinstance(value, dict):
+            return {str(k): walk(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, depth + 1) for v in value]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CwlInvalid(
+                "The app document contains NaN or Infinity, which JSON cannot hold.", field="raw"
+            )
+        return value
+
+    return walk(doc, 0)
+
+
 def parse_yaml(text: str) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
         return _yaml_loader().load(io.StringIO(text))
+    except RecursionError:
+        raise CwlInvalid(f"The app document is nested deeper than {MAX_DEPTH} levels.", field="raw") from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -100,6 +131,10 @@ def parse_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any], s
     else:
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise CwlInvalid(
+                f"The app document is nested deeper than {MAX_DEPTH} levels.", field="raw"
+            ) from None
         except ValueError:
             doc = parse_yaml(text)  # YAML sent with a JSON content type
         else:
@@ -110,7 +145,7 @@ def parse_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any], s
         raise CwlInvalid(
             f"The app must be a CWL document (a JSON/YAML object), got {type(doc).__name__}.", field="raw"
         )
-    return _plain(doc), text
+    return _checked(doc), text
 
 
 # --- loading and validation ----------------------------------------------------------------------
