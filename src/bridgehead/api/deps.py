@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from bridgehead.api.fields import FieldSelector
 from bridgehead.api.pagination import Page
@@ -24,10 +24,11 @@ from bridgehead.domain.errors import TooManyRequests, Unauthorized
 AUTH_CACHE_SECONDS = 5.0
 
 
-class SbgJSONResponse(Response):
-    """JSON rendered by orjson (FastAPI's ORJSONResponse now warns on every use, which costs time)."""
+class SbgJSONResponse(JSONResponse):
+    """JSON rendered by orjson (FastAPI's ORJSONResponse now warns on every use, which costs time).
 
-    media_type = "application/json"
+    A JSONResponse subclass so that FastAPI documents the route's response model in OpenAPI.
+    """
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
