@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -69,5 +70,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         summary="Root resource: a map of the API's collections",
     )
 
+    def openapi_document() -> dict[str, Any]:
+        # Served at /openapi.json: the same adjusted document as the committed openapi.json.
+        if app.openapi_schema is None:
+            from bridgehead.openapi import document
+
+            app.openapi_schema = document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi_document  # type: ignore[method-assign]
     app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter)
     return app
