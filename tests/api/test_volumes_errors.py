@@ -188,6 +188,29 @@ def test_credentials_are_write_only(http: httpx.Client, s3: S3Endpoint) -> None:
     assert patched.status_code == 200, patched.text
     assert patched.json()["service"]["prefix"] == "p" and patched.json()["description"] == "d"
     assert http.get(f"/storage/volumes/{vid}/list").status_code == 200
+    assert http.get(f"/storage/volumes/{vid}", params={"fields": "id,access_mode"}).json() == {
+        "id": vid,
+        "access_mode": "RO",
+    }
+
+
+def test_patch_rules(http: httpx.Client, server: EmbeddedServer, local_volume: dict[str, Any]) -> None:
+    vid = local_volume["id"]
+    before = snapshot(server.resolved_database_url)
+    cases: list[tuple[dict[str, Any], int, int | None, str]] = [
+        ({"service": {"root": str(OUTSIDE)}}, 400, 9017, "service.root"),
+        ({"service": {"type": "s3", "bucket": "b"}}, 400, 9017, "service.type"),
+        ({"service": "nope"}, 400, 9017, "service"),
+        ({"access_mode": "XX"}, 400, 9015, "access_mode"),
+        ({"active": "sometimes"}, 400, None, "active"),
+    ]
+    for body, status, code, word in cases:
+        expect_error(http.patch(f"/storage/volumes/{vid}", json=body), status, code, word)
+    expect_error(http.patch("/storage/volumes/tester/none", json={"description": "x"}), 404, 9007)
+    assert snapshot(server.resolved_database_url) == before
+    ok = http.patch(f"/storage/volumes/{vid}", json={"access_mode": "ro"})
+    assert ok.status_code == 200 and ok.json()["access_mode"] == "RO"
+    assert http.patch(f"/storage/volumes/{vid}", json={"access_mode": "RW"}).json()["access_mode"] == "RW"
 
 
 def test_listing_pages_with_continuation_token(http: httpx.Client, local_volume: dict[str, Any]) -> None:

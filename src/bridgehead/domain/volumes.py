@@ -251,8 +251,6 @@ def update_volume(
             raise BadRequest("Field 'active' must be true or false.", field="active")
         volume.active = changes["active"]
     if service is not None:
-        if service["type"] != volume.service.get("type"):
-            raise BadRequest("A volume's service.type cannot change.", code=9017, field="service.type")
         if service["type"] == "s3" and not service.get("credentials"):
             service["credentials"] = dict(volume.service.get("credentials") or {})
         volume.service = service
@@ -261,11 +259,15 @@ def update_volume(
     return volume
 
 
-def merged_service(volume: Volume, patch: dict[str, Any]) -> dict[str, Any]:
-    """A PATCH may send a partial service (e.g. new credentials only): overlay it on the stored one."""
-    base = dict(volume.service or {})
-    base.update(patch)
-    return base
+def prepare_service_update(settings: Settings, volume: Volume, patch: Any) -> dict[str, Any]:
+    """A PATCH may send a partial service (e.g. new credentials only): overlay it on the stored one,
+    refuse a type change, then validate and check reachability like a create."""
+    if not isinstance(patch, dict):
+        raise BadRequest("Field 'service' must be an object.", code=9017, field="service")
+    merged = {**(volume.service or {}), **patch}
+    if str(merged.get("type", "")).lower() != volume.service.get("type"):
+        raise BadRequest("A volume's service.type cannot change.", code=9017, field="service.type")
+    return prepare_service(settings, merged)
 
 
 def delete_volume(session: Session, user: User, volume_id: str) -> None:

@@ -84,12 +84,10 @@ def update_volume(owner: str, name: str, ctx: CtxDep, body: VolumeUpdate | None 
     changes = body.model_dump(exclude_unset=True) if body else {}
     service = None
     if changes.get("service") is not None:
-        if not isinstance(changes["service"], dict):
-            raise BadRequest("Field 'service' must be an object.", code=9017, field="service")
         with ctx.db.read() as s:
             current = volumes.access(s, ctx.user, vid, "admin").volume
-            merged = volumes.merged_service(current, changes["service"])
-        service = volumes.prepare_service(ctx.settings, merged)
+            s.expunge(current)
+        service = volumes.prepare_service_update(ctx.settings, current, changes["service"])
     with ctx.db.write() as s:
         vol = volumes.update_volume(s, ctx.user, vid, changes, service)
         data = volume_out(ctx.api, vol)
