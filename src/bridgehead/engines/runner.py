@@ -230,11 +230,13 @@ def _docker_uses(node: Any, found: dict[str, bool]) -> None:
     if isinstance(node, dict):
         for kind in ("hints", "requirements"):
             entries = node.get(kind)
-            items = entries.items() if isinstance(entries, dict) else []
-            classes = [k for k, _ in items] if items else []
-            if isinstance(entries, list):
-                classes = [e.get("class", "") for e in entries if isinstance(e, dict)]
-            if any(str(c).endswith("DockerRequirement") for c in classes):
+            if isinstance(entries, dict):  # the map form: {ClassName: {...}}
+                classes = [str(k) for k in entries]
+            elif isinstance(entries, list):
+                classes = [str(e.get("class", "")) for e in entries if isinstance(e, dict)]
+            else:
+                classes = []
+            if any(c.endswith("DockerRequirement") for c in classes):
                 found[kind] = True
         for value in node.values():
             _docker_uses(value, found)
