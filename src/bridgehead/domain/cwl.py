@@ -264,9 +264,14 @@ def loaded_tool(app_id_with_rev: str, raw: dict[str, Any]) -> Process:
         if hit is not None and hit[0] == mark:
             _cache.move_to_end(app_id_with_rev)
             return hit[1]
-    tool = load_process(app_id_with_rev, raw)
-    remember(app_id_with_rev, raw, tool)
-    return tool
+    with _load_lock:  # single flight: threads asking for the same revision wait for one load
+        with _cache_lock:
+            hit = _cache.get(app_id_with_rev)
+        if hit is not None and hit[0] == mark:
+            return hit[1]
+        tool = load_process(app_id_with_rev, raw)
+        remember(app_id_with_rev, raw, tool)
+        return tool
 
 
 def fingerprint(raw: dict[str, Any]) -> Any:
