@@ -164,8 +164,8 @@ def test_cached_tool_checks_a_job_order(tmp_path: Path) -> None:
     reads.write_text("a\nb\n")
     bai = tmp_path / "r.txt.bai"
     bai.write_text("")
-    index = {"class": "File", "location": bai.as_uri(), "path": str(bai)}
-    ok = {
+    index: dict[str, Any] = {"class": "File", "location": bai.as_uri(), "path": str(bai)}
+    ok: dict[str, Any] = {
         "reads": {"class": "File", "location": reads.as_uri(), "path": str(reads), "secondaryFiles": [index]}
     }
     builder = tool._init_job(ok, rc)
