@@ -70,7 +70,9 @@ class Dispatcher:
                 log.exception("dispatcher tick failed")
                 busy = False
             if not busy:  # an engine whose poll is cheap (local files) may ask to be polled faster
-                fast = getattr(self.engine, "poll_interval", self.interval) if self.inflight else self.interval
+                fast = self.interval
+                if self.inflight:
+                    fast = getattr(self.engine, "poll_interval", self.interval)
                 self._stop.wait(min(self.interval, fast))
 
     def tick(self) -> bool:
@@ -237,6 +239,7 @@ class Dispatcher:
         failed: dict[str, str] = {}
         with self.db.read() as s:
             tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+            keep = execution.preload(s, tasks)  # noqa: F841  # held so identity-map lookups stay cached
             specs: dict[str, RunSpec] = {}
             for task in tasks:
                 try:
@@ -287,7 +290,9 @@ class Dispatcher:
         running = {k: v for k, v in statuses.items() if k not in finished}
         touched: set[str] = set()
         with self.db.write() as s:
-            for task in s.scalars(select(Task).where(Task.id.in_(list(statuses)))):
+            tasks = list(s.scalars(select(Task).where(Task.id.in_(list(statuses)))))
+            keep = execution.preload(s, [t for t in tasks if t.id in finished])  # noqa: F841  # see preload
+            for task in tasks:
                 status = statuses[task.id]
                 if task.id in running:
                     execution.progress(task, status)

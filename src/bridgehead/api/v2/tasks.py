@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from bridgehead.api.deps import CtxDep
 from bridgehead.api.fields import FieldSelector
 from bridgehead.api.pagination import Page, page_params
+from bridgehead.db.models import Project
 from bridgehead.db.models.tasks import DRAFT
 from bridgehead.domain.errors import BadRequest, SbgError
 from bridgehead.domain.tasks import locations, queries, service
@@ -39,7 +40,8 @@ def _defaults(ctx: CtxDep) -> service.Defaults:
 
 
 def _out(ctx: CtxDep, s: Any, task: Any) -> dict[str, Any]:
-    return task_out(ctx.api, task, queries.project_ids(s, [task])[task.project_id])
+    project = s.get(Project, task.project_id)  # already in the session from the permission check
+    return task_out(ctx.api, task, project.sbg_id)
 
 
 def _run_flag(action: str | None, run: str | None) -> bool:

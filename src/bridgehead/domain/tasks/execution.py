@@ -20,7 +20,7 @@ from bridgehead.db.models.tasks import ABORTED, COMPLETED, FAILED, QUEUED, RUNNI
 from bridgehead.domain import files
 from bridgehead.domain.errors import SbgError
 from bridgehead.domain.tasks import batching, locations, outputs, pricing, rules
-from bridgehead.domain.tasks.validation import file_ref, load_files
+from bridgehead.domain.tasks.validation import collect_ids, file_ref, load_files
 from bridgehead.engines.base import JobInfo, RunStatus
 from bridgehead.storage.blobs import BlobStore
 
@@ -30,6 +30,28 @@ log = logging.getLogger(__name__)
 def summary_of(session: Session, task: Task) -> dict[str, Any]:
     rev = session.get(AppRevision, task.app_revision_id) if task.app_revision_id else None
     return dict(rev.summary or {}) if rev is not None else {"inputs": [], "outputs": []}
+
+
+def preload(session: Session, tasks: list[Task]) -> list[Any]:
+    """Load the projects, root folders, app revisions and input files of many tasks in a few queries.
+
+    The session's identity map holds objects weakly, so the caller keeps the returned list alive for
+    the length of its transaction; every later ``session.get`` of these rows is then free.
+    """
+    keep: list[Any] = []
+    project_ids = {t.project_id for t in tasks}
+    revision_ids = {t.app_revision_id for t in tasks if t.app_revision_id}
+    if project_ids:
+        found = list(session.scalars(select(Project).where(Project.id.in_(project_ids))))
+        keep += found
+        keep += list(session.scalars(select(File).where(File.id.in_([p.root_folder for p in found]))))
+    if revision_ids:
+        keep += list(session.scalars(select(AppRevision).where(AppRevision.id.in_(revision_ids))))
+    ids: set[str] = set()
+    for t in tasks:
+        collect_ids(t.inputs or {}, ids)
+    keep += list(load_files(session, ids).values())
+    return keep
 
 
 def expand(session: Session, parent: Task) -> int:

@@ -237,7 +237,7 @@ def create(
     session.add(task)
     session.flush()
     if run and not task.errors:
-        start(session, user, task)
+        start(session, user, task, validated=True)
     return task
 
 
@@ -309,8 +309,12 @@ def start(
     *,
     disable_batch: bool = False,
     interruptible: bool | None = None,
+    validated: bool = False,
 ) -> Task:
-    """DRAFT -> QUEUED after a fresh validation; a task with errors stays DRAFT (400, 7024)."""
+    """DRAFT -> QUEUED after a fresh validation; a task with errors stays DRAFT (400, 7024).
+
+    ``validated`` skips the second validation when the caller validated in this same transaction.
+    """
     if task.status != DRAFT:
         raise BadRequest(
             f"This action is only available for DRAFT tasks (task is {task.status}).",
@@ -322,7 +326,8 @@ def start(
         task.batch, task.batch_input, task.batch_by, task.batch_disabled = False, None, None, True
     if interruptible is not None:
         task.use_interruptible_instances = interruptible
-    _revalidate(session, task, _summary(session, task))
+    if not validated or disable_batch:
+        _revalidate(session, task, _summary(session, task))
     if task.errors:
         listed = "; ".join(f"{e['input_id']}: {e['type'].rsplit('/', 1)[-1]}" for e in task.errors[:10])
         raise BadRequest(
@@ -433,7 +438,7 @@ def clone(
     session.add(task)
     session.flush()
     if run and not task.errors:
-        start(session, user, task)
+        start(session, user, task, validated=True)
     return task
 
 
