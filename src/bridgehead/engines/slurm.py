@@ -89,8 +89,21 @@ def scancel_and_wait(squeue: Squeue, job_ids: list[str], timeout: float = 10.0) 
     return False
 
 
+_CAPACITY: dict[str | None, tuple[float, tuple[int, int]]] = {}
+_CAPACITY_TTL_S = 30.0  # the dispatcher asks every pass; nodes come and go far more slowly
+
+
 def cluster_capacity(partition: str | None) -> tuple[int, int]:
-    """Total (cores, memory MiB) of the partition's nodes, as ``sinfo`` reports them."""
+    """Total (cores, memory MiB) of the partition's nodes, as ``sinfo`` reports them (cached briefly)."""
+    cached = _CAPACITY.get(partition)
+    if cached is not None and time.monotonic() - cached[0] < _CAPACITY_TTL_S:
+        return cached[1]
+    found = _sinfo_capacity(partition)
+    _CAPACITY[partition] = (time.monotonic(), found)
+    return found
+
+
+def _sinfo_capacity(partition: str | None) -> tuple[int, int]:
     cmd = ["sinfo", "-h", "-N", "-o", "%N|%c|%m"]
     if partition:
         cmd += ["-p", partition]
