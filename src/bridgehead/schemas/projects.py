@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from bridgehead.db.models import Member, Project
 from bridgehead.schemas.common import SbgDateTime, Wire, fmt_dt
@@ -27,13 +27,15 @@ class ProjectUpdate(Wire):
 
 
 class Permissions(Wire):
+    """Strict booleans: ``"yes"`` or ``1`` must not quietly grant a permission."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    read: bool | None = None
-    copy_: bool | None = Field(default=None, alias="copy")
-    write: bool | None = None
-    execute: bool | None = None
-    admin: bool | None = None
+    read: StrictBool | None = None
+    copy_: StrictBool | None = Field(default=None, alias="copy")
+    write: StrictBool | None = None
+    execute: StrictBool | None = None
+    admin: StrictBool | None = None
 
 
 class MemberCreate(Wire):
