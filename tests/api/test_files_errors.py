@@ -111,6 +111,12 @@ def test_upload_part_errors_store_nothing(
     _err(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON), 400, 8007, "1, 2")
     assert _ok(_put(http, uid, 2, b"y" * (6 * MiB - up["part_size"])), 200) is None
     _err(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON), 400, 8007, ": 1.")
+    # A chunked body (no Content-Length) that ends short un-records the part it overwrote.
+    url = _ok(http.get(f"/upload/multipart/{uid}/part/2"))["url"]
+    with httpx.Client(verify=http._transport._pool._ssl_context) as anon:  # type: ignore[attr-defined]
+        _err(anon.put(url, content=iter([b"short"])), 400, 8014, "got 5")
+    _err(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON), 400, 8007, "1, 2")
+    assert _ok(_put(http, uid, 2, b"y" * (6 * MiB - up["part_size"])), 200) is None
     info = _ok(http.get(f"/upload/multipart/{uid}", params={"list_parts": "true"}))
     assert info["uploaded_parts_count"] == 1 and [p["part_number"] for p in info["parts"]] == [2]
     # A report with a wrong ETag is refused; the right one is accepted.

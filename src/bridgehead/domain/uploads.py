@@ -1,9 +1,10 @@
-"""Multipart uploads: the rows that track an upload, and the part files on disk.
+"""Multipart uploads: the rows that track an upload, and its bytes on disk.
 
-Parts are written by signed PUTs to ``data_dir/uploads/<upload id>/<n>.part`` (any order, in parallel,
-re-sendable); completing streams them in order into one blob. The blob is built outside the write
-transaction (it may take seconds), so completion is three steps driven by the API layer:
-``ready_parts`` (checks), ``assemble`` (bytes), ``finish`` (rows).
+Signed PUTs write each part straight to its offset in one file, ``data_dir/uploads/<upload id>/data``
+(any order, in parallel, re-sendable), so the bytes are written once: completing hashes that file
+and renames it into the blob store instead of concatenating copies. The blob is made outside the
+write transaction (hashing may take seconds), so completion is three steps driven by the API layer:
+``ready_data`` (checks), ``assemble`` (bytes), ``finish`` (rows).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 import secrets
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from bridgehead.db.models import File, Project, User
 from bridgehead.db.models.uploads import Upload, UploadPart
 from bridgehead.domain import files, projects
 from bridgehead.domain.errors import BadRequest, Conflict, NotFound
-from bridgehead.storage.blobs import CHUNK, LocalBlobStore
+from bridgehead.storage.blobs import LocalBlobStore
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
@@ -40,8 +40,12 @@ def part_dir(settings: Settings, upload_id: str) -> Path:
     return uploads_root(settings) / upload_id
 
 
-def part_path(settings: Settings, upload_id: str, number: int) -> Path:
-    return part_dir(settings, upload_id) / f"{number}.part"
+def data_path(settings: Settings, upload_id: str) -> Path:
+    return part_dir(settings, upload_id) / "data"
+
+
+def part_offset(upload: Upload, number: int) -> int:
+    return (number - 1) * upload.part_size
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -141,6 +145,13 @@ def check_part_number(upload: Upload, number: int) -> None:
         )
 
 
+def forget_part(session: Session, upload_id: str, number: int) -> None:
+    """A failed PUT may have overwritten the part's byte range: it no longer counts as received."""
+    session.execute(
+        delete(UploadPart).where(UploadPart.upload_id == upload_id, UploadPart.part_number == number)
+    )
+
+
 def record_part(session: Session, upload_id: str, number: int, size: int, etag: str) -> None:
     """Remember a received part (a re-sent part replaces the earlier one)."""
     row = session.get(UploadPart, (upload_id, number))
@@ -184,8 +195,8 @@ def _reported_etags(body_parts: Any) -> dict[int, str]:
     return out
 
 
-def ready_parts(session: Session, settings: Settings, upload: Upload, body_parts: Any) -> list[Path]:
-    """The part files in order, after checking that every part is there with the right size and ETag."""
+def ready_data(session: Session, settings: Settings, upload: Upload, body_parts: Any) -> Path:
+    """The upload's data file, after checking that every part arrived and matches any reported ETag."""
     count = part_count(upload.size, upload.part_size)
     have = {p.part_number: p for p in parts(session, upload.id)}
     missing = [n for n in range(1, count + 1) if n not in have]
@@ -199,25 +210,15 @@ def ready_parts(session: Session, settings: Settings, upload: Upload, body_parts
             raise BadRequest(
                 f"ETag of part {number} does not match the uploaded bytes.", code=8007, field="parts"
             )
-    paths = []
-    for number in range(1, count + 1):
-        path = part_path(settings, upload.id, number)
-        if not path.is_file() or path.stat().st_size != expected_size(upload, number):
-            raise BadRequest(f"Part {number} is missing on disk; upload it again.", code=8007, field="parts")
-        paths.append(path)
-    return paths
+    path = data_path(settings, upload.id)
+    if upload.size and (not path.is_file() or path.stat().st_size != upload.size):
+        raise BadRequest("The uploaded data is incomplete on disk; upload the parts again.", code=8007)
+    return path
 
 
-def _concat(paths: list[Path]) -> Iterator[bytes]:
-    for path in paths:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK * 4):
-                yield chunk
-
-
-def assemble(store: LocalBlobStore, paths: list[Path]) -> tuple[str, int]:
-    """Stream the parts, in order, into one blob (content-addressed, so a retry reuses it)."""
-    return store.put_chunks(_concat(paths))
+def assemble(store: LocalBlobStore, path: Path) -> tuple[str, int]:
+    """Hash the data file and rename it into the blob store (no second copy of the bytes)."""
+    return store.put_file(path, move=True)
 
 
 def finish(

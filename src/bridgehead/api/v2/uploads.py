@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ router = APIRouter(tags=["uploads"])
 
 PageDep = Annotated[Page, Depends(page_params)]
 PART_KIND = "upload-part"
+WRITE_BUFFER = 1024 * 1024
 
 
 def _flag(value: str | None) -> bool:
@@ -118,12 +118,12 @@ def report_part(upload_id: str, ctx: CtxDep, body: PartReport | None = None) -> 
 def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = None) -> Response:
     with ctx.db.read() as s:
         upload = uploads.get(s, ctx.user, upload_id)
-        paths = uploads.ready_parts(s, ctx.settings, upload, body.parts if body else None)
+        data_file = uploads.ready_data(s, ctx.settings, upload, body.parts if body else None)
     store = store_for(ctx.settings)
     key: str | None = None
     size = 0
     if upload.size > 0:
-        key, size = uploads.assemble(store, paths)
+        key, size = uploads.assemble(store, data_file)
     try:
         with ctx.db.write() as s:
             created, project, old_key = uploads.finish(s, ctx.user, upload_id, key, size)
@@ -158,11 +158,15 @@ def _lookup(db: Database, upload_id: str) -> Upload | None:
         return upload
 
 
-def _store_part(db: Database, upload_id: str, number: int, size: int, etag: str) -> bool:
+def _store_part(db: Database, upload_id: str, number: int, size: int, etag: str | None) -> bool:
+    """Record a received part (``etag``) or forget it after a failed PUT (``None``)."""
     with db.write() as s:
         if s.get(Upload, upload_id) is None:
             return False
-        uploads.record_part(s, upload_id, number, size, etag)
+        if etag is None:
+            uploads.forget_part(s, upload_id, number)
+        else:
+            uploads.record_part(s, upload_id, number, size, etag)
         return True
 
 
@@ -174,9 +178,10 @@ async def put_part(
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """Stream one part to disk, computing its md5 (the ETag), and record it.
+    """Stream one part to its offset in the upload's data file, computing its md5 (the ETag).
 
-    The size is checked against the upload before anything is kept: a wrong size leaves no file.
+    A declared wrong size is refused before any byte is written; a body that turns out too long or
+    too short un-records the part, so completion cannot use it.
     """
     state = app_state(request)
     settings = state.settings
@@ -191,30 +196,34 @@ async def put_part(
         raise BadRequest(
             f"Part {part_number} must be {want} bytes, got {declared}.", code=8014, field="part_number"
         )
-    directory = uploads.part_dir(settings, upload_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{part_number}.{secrets.token_hex(6)}.tmp"
+    path = uploads.data_path(settings, upload_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     md5 = hashlib.md5(usedforsecurity=False)
+    offset = uploads.part_offset(upload, part_number)
     got = 0
+    buf = bytearray()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        with open(tmp, "wb") as out:
-            async for chunk in request.stream():
-                got += len(chunk)
-                if got > want:
-                    break
-                md5.update(chunk)
-                out.write(chunk)
-        if got != want:
-            raise BadRequest(
-                f"Part {part_number} must be {want} bytes, got {'more' if got > want else got}.",
-                code=8014,
-                field="part_number",
-            )
-        final = uploads.part_path(settings, upload_id, part_number)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        async for chunk in request.stream():
+            got += len(chunk)
+            if got > want:
+                break
+            md5.update(chunk)
+            buf += chunk
+            if len(buf) >= WRITE_BUFFER:
+                offset += os.pwrite(fd, buf, offset)
+                buf.clear()
+        if buf and got <= want:
+            os.pwrite(fd, buf, offset)
+    finally:
+        os.close(fd)
+    if got != want:
+        await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, None)
+        raise BadRequest(
+            f"Part {part_number} must be {want} bytes, got {'more' if got > want else got}.",
+            code=8014,
+            field="part_number",
+        )
     etag = md5.hexdigest()
     if not await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, etag):
         uploads.remove_parts(settings, upload_id)

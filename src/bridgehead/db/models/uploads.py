@@ -51,7 +51,7 @@ class FileMetadata(Base):
     ``metadata.<key>=<value>`` filters use an index instead of scanning JSON."""
 
     __tablename__ = "file_metadata"
-    __table_args__ = (Index("ix_file_metadata_key_value", "key", "value"),)
+    __table_args__ = (Index("ix_file_metadata_key_value", "key", "value", "file_id"),)
 
     file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -78,6 +78,11 @@ class AsyncJob(Base):
 
 # Deleting a file asks "does any other row still use this blob?": keep that an index lookup.
 Index("ix_files_blob_key", File.blob_key)
+
+
+# Longer values (only possible from non-API writers; the API caps values at 300 bytes) are not indexed,
+# keeping PostgreSQL's btree entries well under its size limit.
+MAX_INDEXED_VALUE = 1000
 
 
 def _as_text(value: Any) -> str:
@@ -109,7 +114,7 @@ def _index_metadata(session: Session, _ctx: Any) -> None:
         {"file_id": f.id, "key": str(k)[:255], "value": _as_text(v)}
         for f in changed
         for k, v in (f.metadata_ or {}).items()
-        if v is not None
+        if v is not None and len(_as_text(v)) <= MAX_INDEXED_VALUE
     ]
     if rows:
         conn.execute(insert(FileMetadata), rows)

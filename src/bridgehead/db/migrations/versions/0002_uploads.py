@@ -65,7 +65,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("file_id", "key", name=op.f("pk_file_metadata")),
     )
     with op.batch_alter_table("file_metadata", schema=None) as batch_op:
-        batch_op.create_index("ix_file_metadata_key_value", ["key", "value"], unique=False)
+        batch_op.create_index("ix_file_metadata_key_value", ["key", "value", "file_id"], unique=False)
 
     op.create_table(
         "async_file_jobs",
