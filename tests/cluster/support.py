@@ -60,8 +60,9 @@ def seed_queued(
     count: int,
     created_by: str,
     settings: dict[str, Any] | None = None,
+    status: str = "QUEUED",
 ) -> list[str]:
-    """Insert ``count`` QUEUED tasks of the app; returns their ids."""
+    """Insert ``count`` tasks of the app (QUEUED, or e.g. COMPLETED as history); returns their ids."""
     pid, rev_id, app_id = app_revision(engine, project, app)
     now = utcnow()
     ids = [new_uuid() for _ in range(count)]
@@ -72,11 +73,13 @@ def seed_queued(
             "name": f"seeded {i}",
             "app_id": app_id,
             "app_revision_id": rev_id,
-            "status": "QUEUED",
+            "status": status,
             "created_by": created_by,
             "executed_by": created_by,
             "created_time": now,
             "queued_time": now,
+            "start_time": now if status != "QUEUED" else None,
+            "end_time": now if status in ("COMPLETED", "FAILED", "ABORTED") else None,
             "execution_settings": dict(settings or {}),
             "inputs": {},
             "outputs": {},
