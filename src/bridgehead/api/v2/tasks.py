@@ -141,7 +141,7 @@ def bulk_get(ctx: CtxDep, body: BulkTaskIds | None = None) -> Response:
     if body is None:
         raise BadRequest("Missing required field 'task_ids'.", field="task_ids")
     if len(body.task_ids) > BULK_MAX:
-        raise BadRequest(f"Too many task ids: at most {BULK_MAX} per call.", field="task_ids")
+        raise BadRequest(f"Too many entries in 'task_ids': at most {BULK_MAX} per call.", field="task_ids")
     selector = FieldSelector.parse(ctx.request.query_params.get("fields"), prefix="resource.")
     items: list[dict[str, Any]] = []
     with ctx.db.read() as s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -116,7 +116,9 @@ def list_tasks(
         if filters.get(f"{key}_from"):
             query = query.where(column >= parse_when(filters[f"{key}_from"], f"{key}_from"))
         if filters.get(f"{key}_to"):
-            query = query.where(column <= parse_when(filters[f"{key}_to"], f"{key}_to"))
+            # Times on the wire have whole seconds; a bound is inclusive of the second it names.
+            bound = parse_when(filters[f"{key}_to"], f"{key}_to") + timedelta(seconds=1)
+            query = query.where(column < bound)
     if order_by is not None and order_by not in ORDER_COLUMNS:
         raise BadRequest(
             f"Invalid 'order_by' {order_by!r}; allowed: {', '.join(ORDER_COLUMNS)}.", field="order_by"
