@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from bridgehead.embedded import EmbeddedServer
 from tests.support.dbstate import snapshot
@@ -118,7 +120,7 @@ def test_copy_and_sync_errors_change_nothing(
 
 
 def test_transient_copy_takes_one_revision_and_sync_follows(
-    http: httpx.Client, projects: tuple[str, str]
+    server: EmbeddedServer, http: httpx.Client, projects: tuple[str, str]
 ) -> None:
     source, target = projects
     http.post(f"/apps/{source}/alpha/1/raw", json={**load("wc.cwl"), "label": "alpha two"}).raise_for_status()
@@ -139,3 +141,23 @@ def test_transient_copy_takes_one_revision_and_sync_follows(
     assert synced["copy_of"] == f"{source}/alpha/2"
     again = http.post(f"/apps/{target}/alpha/actions/sync").json()
     assert again["revision"] == 2
+    # copies reuse the source revision's summary instead of loading the CWL again
+    assert summary_of(server, f"{target}/alpha", 2) == summary_of(server, f"{source}/alpha", 2)
+    assert summary_of(server, f"{target}/alpha", 0)["label"] == "alpha two"
+
+
+def summary_of(server: EmbeddedServer, app_id: str, revision: int) -> dict[str, Any]:
+    engine = create_engine(server.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                text(
+                    "SELECT r.summary FROM app_revisions r JOIN apps a ON a.id = r.app_id "
+                    "WHERE a.sbg_id = :id AND r.revision = :rev"
+                ),
+                {"id": app_id, "rev": revision},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    found: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return found

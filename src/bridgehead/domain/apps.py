@@ -241,7 +241,10 @@ def _add_revision(
     revision: int | None,
     copy_of: str | None = None,
     copy_strategy: str | None = None,
-) -> tuple[AppRevision, Process]:
+    known_summary: dict[str, Any] | None = None,
+) -> tuple[AppRevision, Process | None]:
+    """Store the next revision. ``known_summary`` (copies of an installed revision, whose CWL is unchanged
+    apart from ``sbg:`` bookkeeping) skips loading the document again; no tool is returned then."""
     app = _app(session, project, aid.name, lock=True)
     expected = 0 if app is None else app.latest_revision + 1
     if revision is not None and revision != expected:
@@ -264,8 +267,12 @@ def _add_revision(
         copy_of=copy_of if copy_of is not None else (app.copy_of if app is not None else None),
     )
     full_id = f"{aid.app_id}/{expected}"
-    tool = cwl.load_process(full_id, stored, source)
-    summary = cwl.summarize(tool, stored)
+    tool: Process | None = None
+    if known_summary is None:
+        tool = cwl.load_process(full_id, stored, source)
+        summary = cwl.summarize(tool, stored)
+    else:
+        summary = copy.deepcopy(known_summary)
     now = utcnow()
     if app is None:
         app = App(
@@ -314,7 +321,9 @@ def install(
     """
     aid = parse_app_id(app_id, "app", revision_allowed=False)
     project = _writable_project(session, user, aid.project_id, "project")
-    return _add_revision(session, user, project, aid, raw, source, revision=revision)
+    row, tool = _add_revision(session, user, project, aid, raw, source, revision=revision)
+    assert tool is not None, "an install always loads the document"
+    return row, tool
 
 
 # --- list ------------------------------------------------------------------------------------------
@@ -418,6 +427,7 @@ def copy_app(
             revision=None,
             copy_of=revision_id(source.app, rev.revision) if rev is not source else origin,
             copy_strategy=strategy,
+            known_summary=rev.summary or None,
         )
     assert row is not None
     return row
@@ -473,5 +483,6 @@ def sync_app(session: Session, user: User, app_id: str) -> AppRevision:
         None,
         revision=None,
         copy_of=revision_id(source, newest.revision),
+        known_summary=newest.summary or None,
     )
     return row
