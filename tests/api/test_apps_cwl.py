@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,10 @@ def test_invalid_documents_name_the_problem() -> None:
     text = "cwlVersion: v1.2\nclass: CommandLineTool\ninputs:\n  a: int\noutputs:\n  o:\n    type: Nope\n"
     with pytest.raises(cwl.CwlInvalid, match=r"line 7.*Nope"):
         cwl.load_process("t/p/bad/0", yaml.safe_load(text), text)
+
+
+def test_warm_up_leaves_later_loads_fast() -> None:
+    cwl.warm_in_background().join(timeout=120)
+    start = time.perf_counter()
+    cwl.load_process("t/p/after-warm/0", load("wc.cwl"))
+    assert time.perf_counter() - start < 5  # ms on an idle machine; generous for a busy one

@@ -256,6 +256,30 @@ def load_process(app_id: str, raw: dict[str, Any], source: str | None = None) ->
     raise CwlInvalid(f"Invalid CWL: {_message(first, uri)}", field="raw") from None
 
 
+_WARM_TOOL: dict[str, Any] = {
+    "cwlVersion": "v1.2",
+    "class": "CommandLineTool",
+    "baseCommand": "true",
+    "inputs": [],
+    "outputs": [],
+}
+
+
+def warm() -> None:
+    """Parse cwltool's schema now (about half a second, once per process) instead of in a request."""
+    try:
+        load_process("bridgehead/warm-up/tool/0", _WARM_TOOL)
+    except Exception:  # never fatal: the first real load would report the same problem
+        log.exception("warming up the CWL loader failed")
+
+
+def warm_in_background() -> threading.Thread:
+    """Start ``warm`` on a daemon thread (for a server's startup hook)."""
+    thread = threading.Thread(target=warm, name="cwl-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def loaded_tool(app_id_with_rev: str, raw: dict[str, Any]) -> Process:
     """The loaded cwltool ``Process`` for one app revision, parsed at most once per process (LRU)."""
     mark = fingerprint(raw)
