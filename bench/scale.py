@@ -12,7 +12,7 @@ the workers' start), API p50/p99 per endpoint, and `GET /healthz` in the same ru
 
 Targets: API p99 < 100 ms, >= 500 dispatched tasks/s.
 Environment: BENCH_DATABASE_URL (an admin URL; default BRIDGEHEAD_TEST_POSTGRES_URL),
-BENCH_SCALE_TASKS (default 100000), BENCH_SCALE_QUEUED (default 3000), BENCH_SCALE_CLIENTS (default 4).
+BENCH_SCALE_TASKS (default 100000), BENCH_SCALE_QUEUED (default 1000), BENCH_SCALE_CLIENTS (default 4).
 Prints human-readable figures and ends with one JSON line.
 """
 
@@ -44,7 +44,7 @@ from tests.cluster.support import db_engine, seed_queued, status_counts  # noqa:
 from bridgehead.embedded import EmbeddedServer  # noqa: E402
 
 TOTAL = int(os.environ.get("BENCH_SCALE_TASKS", "100000"))
-QUEUED = int(os.environ.get("BENCH_SCALE_QUEUED", "3000"))
+QUEUED = int(os.environ.get("BENCH_SCALE_QUEUED", "1000"))
 CLIENTS = int(os.environ.get("BENCH_SCALE_CLIENTS", "4"))
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("BRIDGEHEAD_TEST_POSTGRES_URL")
 NO_OUTPUTS = {
