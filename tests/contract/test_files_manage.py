@@ -105,3 +105,26 @@ def test_delete_file_and_folder(api: sbg.Api, project: sbg.Project, tmp_path: Pa
     box.delete()
     with pytest.raises(sbg.errors.NotFound):
         api.files.get(box.id)
+
+
+def test_paging_offset_and_continuation_token(api: sbg.Api, tmp_path: Path) -> None:
+    project = api.projects.create(name="paging")
+    box = api.files.create_folder(name="many", project=project)
+    names = [f"f{i:02d}.txt" for i in range(7)]
+    for name in names:
+        path = tmp_path / name
+        path.write_bytes(name.encode())
+        assert api.files.upload(str(path), parent=box).result() is not None
+    first = api.files.query(parent=box, limit=3)
+    assert first.total == 7 and [f.name for f in first] == names[:3]
+    assert [f.name for f in first.all()] == names
+    last = api.files.query(parent=box, offset=6, limit=3)
+    assert last.total == 7 and [f.name for f in last] == names[6:]
+    assert api.files.query(parent=box, offset=9, limit=3).total == 7
+
+    scrolled = api.files.query(parent=box, cont_token="init", limit=3)
+    assert [f.name for f in scrolled] == names[:3]
+    assert [f.name for f in scrolled.all()] == names
+    listed = box.list_files(cont_token="init", limit=2)
+    assert [f.name for f in listed.all()] == names
+    assert [f.name for f in api.files.query(parent=box, names=[])] == []

@@ -253,10 +253,15 @@ def _tag_condition(session: Session, tags: list[str]) -> TextClause:
 
 
 def list_children(
-    session: Session, folder_id: str, flt: FileFilter, offset: int, limit: int
+    session: Session, folder_id: str, flt: FileFilter, offset: int, limit: int, after: str | None = None
 ) -> tuple[list[File], int]:
-    """One page of a folder's direct children matching ``flt`` (names OR, tags OR, metadata keys AND)."""
+    """One page of a folder's direct children matching ``flt`` (names OR, tags OR, metadata keys AND).
+
+    ``after`` (a name) pages by key instead of offset, for the continuation-token calls.
+    """
     conds: list[ColumnElement[bool] | TextClause] = [File.parent_id == folder_id]
+    if after is not None:
+        conds.append(File.name > after)
     if flt.names:
         conds.append(File.name.in_(flt.names))
     if flt.origin_task:
@@ -276,7 +281,7 @@ def list_children(
     # name order just to avoid sorting them.
     order = File.name + "" if flt.metadata else File.name
     rows = list(session.scalars(rows_q.where(*conds).order_by(order).offset(offset).limit(limit)))
-    if 0 < len(rows) < limit or (offset == 0 and not rows):
+    if after is None and (0 < len(rows) < limit or (offset == 0 and not rows)):
         return rows, offset + len(rows)  # a partial page tells the total without counting
     return rows, session.scalar(count_q.where(*conds)) or 0
 

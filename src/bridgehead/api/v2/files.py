@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import ORJSONResponse, StreamingResponse
 
 from bridgehead.api.deps import CtxDep, app_state
 from bridgehead.api.pagination import Page, page_params
+from bridgehead.api.urls import with_query
 from bridgehead.db.models import File
 from bridgehead.domain import files, transfer_urls
 from bridgehead.domain.errors import BadRequest, NotFound, SbgError
@@ -29,8 +31,8 @@ def _filter_from(request: Request) -> files.FileFilter:
     """``name``/``tag`` repeat (OR); ``metadata.<key>=<value>`` repeats per key (OR within, AND across)."""
     flt = files.FileFilter()
     for key, value in request.query_params.multi_items():
-        if key == "name" and value:
-            flt.names.append(value)
+        if key == "name":
+            flt.names.append(value)  # the client sends ``name=`` for an empty list: nothing matches
         elif key in ("tag", "tags") and value:
             flt.tags.append(value)
         elif key == "origin.task":
@@ -56,6 +58,49 @@ def list_files(
         rows, total = files.list_children(s, where.id, flt, page.offset, page.limit)
         items = [file_out(ctx.api, f, acc.project.sbg_id) for f in rows]
     return ctx.page(items, total, page)
+
+
+def _decode_token(token: str | None) -> str | None:
+    """Continuation tokens carry the last name served (base64url); ``init`` or nothing starts over."""
+    if not token or token == "init":
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Invalid continuation token.", field="token")
+
+
+def _scroll(
+    ctx: CtxDep, request: Request, where: File, project_id: str, token: str | None, limit: int
+) -> Response:
+    flt = _filter_from(request)
+    if flt.metadata:
+        raise BadRequest("Metadata filters cannot be combined with a continuation token.", field="metadata")
+    with ctx.db.read() as s:
+        rows, total = files.list_children(s, where.id, flt, 0, limit, after=_decode_token(token))
+        items = [file_out(ctx.api, f, project_id) for f in rows]
+    path = ctx.api + request.url.path.removeprefix("/v2")
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    links = []
+    if len(rows) == limit:
+        nxt = base64.urlsafe_b64encode(rows[-1].name.encode()).decode().rstrip("=")
+        links.append({"href": with_query(path, [*params, ("token", nxt)]), "rel": "next", "method": "GET"})
+    body = {"href": str(request.url), "items": [ctx.fields.apply(i) for i in items], "links": links}
+    return ORJSONResponse(body, headers={"X-Total-Matching-Query": str(total)})
+
+
+@router.get("/files/scroll", summary="Files of a project or folder, paged by continuation token")
+def scroll_files(
+    request: Request,
+    ctx: CtxDep,
+    page: PageDep,
+    project: str | None = None,
+    parent: str | None = None,
+    token: str | None = None,
+) -> Response:
+    with ctx.db.read() as s:
+        where, acc = files.listing_folder(s, ctx.user, project, parent)
+    return _scroll(ctx, request, where, acc.project.sbg_id, token, page.limit)
 
 
 @router.post("/files", status_code=201, summary="Create a folder")
@@ -114,6 +159,15 @@ def list_folder(file_id: str, request: Request, ctx: CtxDep, page: PageDep) -> R
         rows, total = files.list_children(s, where.id, flt, page.offset, page.limit)
         items = [file_out(ctx.api, f, acc.project.sbg_id) for f in rows]
     return ctx.page(items, total, page)
+
+
+@router.get("/files/{file_id}/scroll", summary="A folder's children, paged by continuation token")
+def scroll_folder(
+    file_id: str, request: Request, ctx: CtxDep, page: PageDep, token: str | None = None
+) -> Response:
+    with ctx.db.read() as s:
+        where, acc = files.folder(s, ctx.user, file_id, "read", "id")
+    return _scroll(ctx, request, where, acc.project.sbg_id, token, page.limit)
 
 
 @router.get("/files/{file_id}/metadata", summary="A file's metadata")
