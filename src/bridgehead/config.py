@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     rate_limit: int = 100_000
     rate_limit_window: int = 300
 
+    # Append "METHOD /route/template STATUS" per request to this file (the test suite sets it so that
+    # `python -m bridgehead.fidelity` can say which endpoints the tests exercise). Off by default.
+    route_log: Path | None = None
+
     # Signed transfer URLs (upload parts, downloads) stay valid this many seconds.
     transfer_url_ttl: int = 3600
     upload_part_size: int = 32 * 1024 * 1024

@@ -79,5 +79,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return app.openapi_schema
 
     app.openapi = openapi_document  # type: ignore[method-assign]
-    app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter)
+    app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter, route_log=settings.route_log)
     return app

@@ -1,12 +1,15 @@
 """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path).
 
 - strips a trailing slash so ``/projects/`` and ``/upload/multipart/{id}/part/`` route like their twins;
-- adds ``X-Request-Id`` and the ``X-RateLimit-*`` headers to every response.
+- adds ``X-Request-Id`` and the ``X-RateLimit-*`` headers to every response;
+- optionally records which route template answered (``--route-log``, used for docs/fidelity.md).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,9 +18,13 @@ from bridgehead.api.ratelimit import RateLimiter
 
 
 class SbgHeadersMiddleware:
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, route_log: Path | None = None) -> None:
         self.app = app
         self.limiter = limiter
+        # O_APPEND: several servers (one per test module) may share the file; each line is one write.
+        self._route_log = (
+            os.open(route_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if route_log else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +48,13 @@ class SbgHeadersMiddleware:
                     headers.extend(rate.headers())
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
+                if self._route_log is not None:
+                    self._log_route(scope, message["status"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _log_route(self, scope: Scope, status: int) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "-"
+        os.write(self._route_log or 0, f"{scope['method']} {template} {status}\n".encode())
