@@ -22,6 +22,7 @@ from bridgehead.embedded import EmbeddedServer
 from bridgehead.tls import ensure_self_signed
 
 PG_ADMIN_URL = os.environ.get("BRIDGEHEAD_TEST_POSTGRES_URL")
+ROUTE_LOG = Path(__file__).resolve().parents[1] / ".bridgehead" / "route-log.txt"
 DB_KINDS = ["sqlite"] + (["postgres"] if PG_ADMIN_URL else [])
 
 
@@ -48,23 +49,36 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start_server(tmp: Path, tls_dir: Path, engine: str = "fake", db_kind: str = "sqlite",
-                 **kwargs: object) -> EmbeddedServer:
+def start_server(
+    tmp: Path, tls_dir: Path, engine: str = "fake", db_kind: str = "sqlite", **kwargs: object
+) -> EmbeddedServer:
     data = tmp / f"data-{uuid.uuid4().hex[:6]}"
     (data / "tls").mkdir(parents=True)
     for name in ("cert.pem", "key.pem"):
         shutil.copy(tls_dir / name, data / "tls" / name)
-    srv = EmbeddedServer(engine=engine, data_dir=data, database_url=fresh_database_url(db_kind), **kwargs)  # type: ignore[arg-type]
+    # Every test server records which route answered: `python -m bridgehead.fidelity` reads the log.
+    env = dict(kwargs.pop("extra_env", None) or {})  # type: ignore[call-overload]
+    env.setdefault("BRIDGEHEAD_ROUTE_LOG", str(ROUTE_LOG))
+    ROUTE_LOG.parent.mkdir(exist_ok=True)
+    srv = EmbeddedServer(
+        engine=engine, data_dir=data, database_url=fresh_database_url(db_kind), extra_env=env, **kwargs
+    )  # type: ignore[arg-type]
     return srv.start()
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           tls_dir: Path) -> Iterator[EmbeddedServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_dir: Path
+) -> Iterator[EmbeddedServer]:
     engine = getattr(request.module, "ENGINE", "fake")
     extra_env = getattr(request.module, "SERVER_ENV", {})
-    srv = start_server(tmp_path_factory.mktemp("srv"), tls_dir, engine=engine, db_kind=request.param,
-                       extra_env=dict(extra_env))
+    srv = start_server(
+        tmp_path_factory.mktemp("srv"),
+        tls_dir,
+        engine=engine,
+        db_kind=request.param,
+        extra_env=dict(extra_env),
+    )
     try:
         yield srv
     finally:
@@ -85,8 +99,9 @@ def ssl_context(tls_dir: Path) -> ssl.SSLContext:
 @pytest.fixture(scope="module")
 def http(server: EmbeddedServer, ssl_context: ssl.SSLContext) -> Iterator[httpx.Client]:
     """Plain HTTP access with the admin token, for wire-level assertions."""
-    with httpx.Client(base_url=server.url, verify=ssl_context,
-                      headers={"X-SBG-Auth-Token": server.token}, timeout=60) as client:
+    with httpx.Client(
+        base_url=server.url, verify=ssl_context, headers={"X-SBG-Auth-Token": server.token}, timeout=60
+    ) as client:
         yield client
 
 
