@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -91,21 +89,19 @@ def document(app: FastAPI) -> dict[str, Any]:
     return doc
 
 
+def build_app() -> FastAPI:
+    """The app as documented: fixed settings (never the environment's), no database connection made."""
+    from bridgehead.config import Settings
+    from bridgehead.main import create_app
+
+    # The URL is never connected to (no lifespan runs); in-memory SQLite would reject the pool options.
+    return create_app(Settings(database_url="sqlite:///never-opened.db", dispatcher=False))
+
+
 def render(app: FastAPI | None = None) -> str:
     """The document as deterministic JSON text (sorted keys, two-space indent, final newline)."""
-    if app is None:
-        from bridgehead.config import Settings
-        from bridgehead.main import create_app
-
-        # Settings are fixed (never read from the environment) so that the output is reproducible;
-        # create_app opens no database connection, so the temporary directory stays empty.
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/openapi.db", dispatcher=False
-            )
-            app = create_app(settings)
-            return render(app)
-    return json.dumps(document(app), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    doc = document(app or build_app())
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ class ProjectUpdate(Wire):
 
 
 class Permissions(Wire):
-    """Strict booleans: ``"yes"`` or ``1`` must not quietly grant a permission."""
+    """Permission flags. Each must be a JSON boolean: "yes" or 1 is rejected, never read as true."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
