@@ -516,6 +516,12 @@ def test_permissions_and_members(
     upd = http.patch(f"/storage/volumes/{vid}/members/{bob}/permissions", json={"write": True})
     assert upd.status_code == 200 and upd.json()["write"] is True
     assert http.get(f"/storage/volumes/{vid}/members/{bob}").json()["permissions"]["write"] is True
+    assert http.get(f"/storage/volumes/{vid}/members/{bob}/permissions").json() == {
+        "read": True,
+        "copy": False,
+        "write": True,
+        "admin": False,
+    }
     assert http.delete(f"/storage/volumes/{vid}/members/{bob}").status_code == 204
     expect_error(other.get(f"/storage/volumes/{vid}"), 403, 9020)
     expect_error(http.get(f"/storage/volumes/{vid}/members/{bob}"), 404, None, bob)
