@@ -132,9 +132,9 @@ class Load:
 
 def main() -> None:
     if not ADMIN_URL:
-        sys.exit(
-            "needs PostgreSQL: set BENCH_DATABASE_URL or BRIDGEHEAD_TEST_POSTGRES_URL (see make services)"
-        )
+        print("needs PostgreSQL: set BENCH_DATABASE_URL or BRIDGEHEAD_TEST_POSTGRES_URL (see make services)")
+        print(json.dumps({"bench": "scale", "skipped": "no PostgreSQL"}))
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     url = fresh_database(ADMIN_URL)
     env = {"BRIDGEHEAD_DISPATCHER": "false"}
