@@ -118,3 +118,17 @@ def test_toil_recover_restarts_a_killed_leader(tmp_path: Path) -> None:
     final = wait(fresh, handle, timeout=180)
     assert final.state == "completed", final.message
     assert "--restart" in (wd / "leader.json").read_text() or "--restart" in (wd / "leader.log").read_text()
+
+
+def test_toil_single_machine_with_interruptible_instances(tmp_path: Path) -> None:
+    engine = ToilEngine(settings_for(tmp_path, toil_batch_system="single_machine"))
+    run = run_spec(
+        tmp_path, "wc.cwl", {"infile": data_file(tmp_path, ["x", "y"])}, use_interruptible_instances=True
+    )
+    handle = engine.submit(run)
+    status = wait(engine, handle, timeout=180)
+    assert status.state == "completed", status.message
+    assert "--defaultPreemptible=true" in (run.workdir / "leader.json").read_text()
+    assert "--slurmArgs" not in (run.workdir / "leader.json").read_text()
+    assert status.outputs is not None
+    assert Path(status.outputs["count"]["location"]).read_text().split()[0] == "2"

@@ -164,7 +164,7 @@ class ToilEngine:
             str(max(run.cores, 1)),
         ]
         if run.settings.get("use_interruptible_instances"):
-            args.append("--defaultPreemptible")
+            args.append("--defaultPreemptible=true")
         if self.settings.toil_batch_system == "slurm":
             extra = f"--comment=bridgehead-{run.task_id}"
             if self.settings.slurm_partition:
