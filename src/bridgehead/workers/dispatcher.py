@@ -331,8 +331,9 @@ class Dispatcher:
                 .limit(500)
             ).all()
         mine = [(tid, h) for tid, h, owner in rows if owner in (None, self.worker_id)]
+        parents = self._abort_parents()
         if not mine:
-            return False
+            return parents
         for _, handle in mine:
             if handle is not None:
                 try:
@@ -350,3 +351,14 @@ class Dispatcher:
                     touched.add(task.parent_id)
             self._rollup(s, touched)
         return True
+
+    def _abort_parents(self) -> bool:
+        """Batch parents in ABORTING: abort children created meanwhile, and finish once all have ended."""
+        with self.db.write() as s:
+            parents = list(
+                s.scalars(select(Task).where(Task.status == ABORTING, Task.batch.is_(True)).limit(50))
+            )
+            for parent in parents:
+                rules.abort_children(s, parent.id)
+                rules.rollup(s, parent)
+            return any(p.status != ABORTING for p in parents)

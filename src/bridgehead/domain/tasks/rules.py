@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bridgehead.db.base import utcnow
@@ -228,3 +228,20 @@ def rollup(session: Session, parent: Task, now: datetime | None = None) -> None:
     if status in TERMINAL:
         prices = list(session.scalars(select(Task.price).where(Task.parent_id == parent.id)))
         parent.price = pricing.total(prices)
+
+
+def abort_children(session: Session, parent_id: str, now: datetime | None = None) -> None:
+    """Children nobody claimed end ABORTED at once; claimed or running ones go to ABORTING."""
+    now = now or utcnow()
+    session.execute(
+        update(Task)
+        .where(Task.parent_id == parent_id, Task.status == QUEUED, Task.claimed_by.is_(None))
+        .values(status=ABORTED, end_time=now, abort_requested=True, execution_status={"message": "Aborted"})
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Task)
+        .where(Task.parent_id == parent_id, Task.status.in_([QUEUED, RUNNING]))
+        .values(status=ABORTING, abort_requested=True, execution_status={"message": "Aborting"})
+        .execution_options(synchronize_session=False)
+    )

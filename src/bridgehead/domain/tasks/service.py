@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridgehead.db.base import new_uuid, utcnow
@@ -339,7 +339,12 @@ def start(
 
 
 def abort(session: Session, user: User, task: Task) -> Task:
-    """QUEUED work nobody picked up ends at once; claimed or running work goes through ABORTING."""
+    """QUEUED/RUNNING -> ABORTING; the dispatcher cancels any engine run and records ABORTED.
+
+    Going through ABORTING even for a queued task avoids racing a dispatcher that is claiming it
+    at this moment. A batch parent aborts its children: unclaimed queued ones end at once (one
+    conditional UPDATE), the others go through ABORTING like single tasks.
+    """
     projects.access_to(session, user, _project(session, task), "execute")
     if task.status not in (QUEUED, RUNNING):
         raise BadRequest(
@@ -349,29 +354,10 @@ def abort(session: Session, user: User, task: Task) -> Task:
             field="status",
         )
     now = utcnow()
+    rules.transition(task, ABORTING, now=now)
     if task.batch:
-        task.abort_requested = True
-        session.execute(
-            update(Task)
-            .where(Task.parent_id == task.id, Task.status == QUEUED, Task.claimed_by.is_(None))
-            .values(
-                status=ABORTED, end_time=now, abort_requested=True, execution_status={"message": "Aborted"}
-            )
-        )
-        session.execute(
-            update(Task)
-            .where(Task.parent_id == task.id, Task.status.in_([QUEUED, RUNNING]))
-            .values(status=ABORTING, abort_requested=True, execution_status={"message": "Aborting"})
-        )
-        if task.expanded:
-            rules.rollup(session, task, now)
-        else:
-            rules.transition(task, ABORTED, now=now)
-        return task
-    if task.status == QUEUED and task.claimed_by is None:
-        rules.transition(task, ABORTED, now=now)
-    else:
-        rules.transition(task, ABORTING, now=now)
+        rules.abort_children(session, task.id, now)
+        rules.rollup(session, task, now)
     return task
 
 
