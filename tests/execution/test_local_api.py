@@ -189,11 +189,18 @@ def test_bad_tools_fail_clearly(http: httpx.Client, project: str, raw: dict[str,
     assert says in task["execution_status"]["message"]
 
 
-def test_too_many_cores_fails_instead_of_waiting(http: httpx.Client, project: str) -> None:
-    raw = tool(["true"], requirements=[{"class": "ResourceRequirement", "coresMin": 64}])
-    task = wait(http, run(http, project, install(http, project, "huge", raw))["id"], timeout=20)
+@pytest.mark.parametrize(
+    ("resources", "says"),
+    [({"coresMin": 64}, "needs 64 cores"), ({"ramMin": 64 * 1024 * 1024}, f"{64 * 1024 * 1024} MiB")],
+)
+def test_oversized_requests_fail_instead_of_waiting(
+    http: httpx.Client, project: str, resources: dict[str, int], says: str
+) -> None:
+    raw = tool(["true"], requirements=[{"class": "ResourceRequirement", **resources}])
+    app = install(http, project, f"huge{len(says)}", raw)
+    task = wait(http, run(http, project, app)["id"], timeout=20)
     assert task["status"] == "FAILED"
-    assert "64 cores" in task["execution_status"]["message"]
+    assert says in task["execution_status"]["message"]
 
 
 def processes(marker: str) -> list[str]:
