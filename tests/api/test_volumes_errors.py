@@ -536,3 +536,30 @@ def test_concurrent_creates_of_one_name(http: httpx.Client) -> None:
             r.status_code for r in pool.map(lambda _: http.post("/storage/volumes", json=body), range(6))
         )
     assert codes == [201, 409, 409, 409, 409, 409]
+
+
+def test_failed_folder_import_cleans_up_every_blob(
+    http: httpx.Client, server: EmbeddedServer, local_volume: dict[str, Any], project: dict[str, Any]
+) -> None:
+    """A folder whose last object cannot be read (a symlink out of the volume) fails as a whole."""
+    root = local_volume["_root"]
+    folder = root / f"mixed{uid()}"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"ok{i}.txt").write_bytes(uuid.uuid4().bytes)
+    (OUTSIDE / "secret.txt").write_bytes(b"secret")
+    os.symlink(OUTSIDE / "secret.txt", folder / "zz-link.txt")
+    files_before = http.get("/files", params={"project": project["id"]}).json()["items"]
+    blobs_before = blob_count(server)
+    resp = http.post(
+        "/storage/imports",
+        json={
+            "source": {"volume": local_volume["id"], "location": f"{folder.name}/"},
+            "destination": {"project": project["id"]},
+        },
+    )
+    done = wait(http, "imports", resp.json()["id"])
+    assert done["state"] == "FAILED" and done["error"]["code"] == 9103
+    assert "outside the volume" in done["error"]["message"]
+    assert blob_count(server) == blobs_before
+    assert http.get("/files", params={"project": project["id"]}).json()["items"] == files_before
