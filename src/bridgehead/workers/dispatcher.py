@@ -27,6 +27,8 @@ from bridgehead.storage.blobs import store_for
 log = logging.getLogger(__name__)
 
 ADMIT_BATCH = 200
+# Finished runs recorded per write transaction: small enough that API writes never wait long.
+RECORD_CHUNK = 20
 
 
 class Dispatcher:
@@ -286,32 +288,40 @@ class Dispatcher:
         return self._record(statuses)
 
     def _record(self, statuses: dict[str, RunStatus]) -> bool:
+        """Store progress and finish ended runs, a few per transaction so API writes are not held up."""
         finished = {k: v for k, v in statuses.items() if v.state in ("completed", "failed", "aborted")}
-        running = {k: v for k, v in statuses.items() if k not in finished}
+        ids = list(statuses)
         touched: set[str] = set()
-        with self.db.write() as s:
-            tasks = list(s.scalars(select(Task).where(Task.id.in_(list(statuses)))))
-            keep = execution.preload(s, [t for t in tasks if t.id in finished])  # noqa: F841  # see preload
-            for task in tasks:
-                status = statuses[task.id]
-                if task.id in running:
-                    execution.progress(task, status)
-                    continue
-                try:
-                    with s.begin_nested():
-                        execution.finish(s, self.blobs, task, status, self.prices)
-                        memo.remember(s, task)
-                except Exception as exc:  # ingestion failed: the task fails, the loop goes on
-                    log.exception("finishing task %s failed", task.id)
-                    s.refresh(task)
-                    if task.status not in (ABORTED, "COMPLETED", "FAILED"):
-                        execution.fail(task, f"Recording the task's results failed: {exc}", self.prices)
-                if task.parent_id:
-                    touched.add(task.parent_id)
-            self._rollup(s, touched)
-        for task_id in finished:
-            self.inflight.pop(task_id, None)
+        for start in range(0, len(ids), RECORD_CHUNK):
+            chunk = ids[start : start + RECORD_CHUNK]
+            with self.db.write() as s:
+                tasks = list(s.scalars(select(Task).where(Task.id.in_(chunk))))
+                keep = execution.preload(s, [t for t in tasks if t.id in finished])  # noqa: F841  # see preload
+                for task in tasks:
+                    if task.id not in finished:
+                        execution.progress(task, statuses[task.id])
+                        continue
+                    self._finish_one(s, task, finished[task.id])
+                    if task.parent_id:
+                        touched.add(task.parent_id)
+            for task_id in chunk:
+                if task_id in finished:
+                    self.inflight.pop(task_id, None)
+        if touched:
+            with self.db.write() as s:
+                self._rollup(s, touched)
         return bool(finished)
+
+    def _finish_one(self, s: Any, task: Task, status: RunStatus) -> None:
+        try:
+            with s.begin_nested():
+                execution.finish(s, self.blobs, task, status, self.prices)
+                memo.remember(s, task)
+        except Exception as exc:  # ingestion failed: the task fails, the loop goes on
+            log.exception("finishing task %s failed", task.id)
+            s.refresh(task)
+            if task.status not in (ABORTED, "COMPLETED", "FAILED"):
+                execution.fail(task, f"Recording the task's results failed: {exc}", self.prices)
 
     def _rollup(self, s: Any, parent_ids: set[str]) -> None:
         for pid in parent_ids:
