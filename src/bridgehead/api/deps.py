@@ -92,7 +92,7 @@ def authenticate(request: Request, state: AppState) -> User:
     user = state.user_for_token(token)
     if user is None:
         raise Unauthorized("The authentication token is not valid.")
-    counts = request.url.path.rstrip("/") != "/v2/rate_limit"
+    counts = request.scope["path"] != "/v2/rate_limit"  # scope, not request.url: no URL parsing
     allowed, rate = state.limiter.hit(user.id, count=counts)
     request.state.rate = rate
     if counts and not allowed:

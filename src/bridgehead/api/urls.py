@@ -15,8 +15,12 @@ def base_url(request: Request, settings: Settings) -> str:
     """``scheme://host[:port]`` with no trailing slash (no ``/v2``)."""
     if settings.public_url:
         return settings.public_url.rstrip("/").removesuffix("/v2")
-    scheme = request.url.scheme
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    # Read from the ASGI scope: building request.url parses the whole URL on every request.
+    scheme = str(request.scope.get("scheme", "http"))
+    host = request.headers.get("host")
+    if not host:
+        server_host, server_port = request.scope.get("server") or ("localhost", 80)
+        host = f"{server_host}:{server_port}"
     if settings.forwarded_allow_ips and _trusted_proxy(request, settings.forwarded_allow_ips):
         fwd_host = request.headers.get("x-forwarded-host")
         if fwd_host:
