@@ -169,6 +169,11 @@ def main() -> None:
         _report(projects)
         rss = _rss_mib(server.proc.pid)
         print(f"  server RSS: {rss_idle:.1f} MiB idle, {rss:.1f} MiB after the runs")
+        print(
+            f"  server CPU per GET /v2/user {user.server_ms_per_request:.2f} ms: one dedicated core serves "
+            f"~{1000 / max(user.server_ms_per_request, 1e-6):.0f} req/s (load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
         ok = user.rps >= 1000 and user.pct(0.99) < 50 and rss < 150
         print(
             f"  targets (GET /v2/user >= 1000 req/s, p99 < 50 ms; RSS < 150 MiB): {'met' if ok else 'MISSED'}"
@@ -184,6 +189,11 @@ def main() -> None:
             "projects_rps": round(projects.rps, 1),
             "projects_p50_ms": round(projects.pct(0.50), 2),
             "projects_p99_ms": round(projects.pct(0.99), 2),
+            "user_server_cpu_ms": round(user.server_ms_per_request, 3),
+            "projects_server_cpu_ms": round(projects.server_ms_per_request, 3),
+            "healthz_server_cpu_ms": round(base.server_ms_per_request, 3),
+            # What one dedicated core could serve at the measured server CPU cost per request.
+            "user_capacity_rps_per_core": round(1000 / max(user.server_ms_per_request, 1e-6), 1),
             "user_vs_baseline": round(user.rps / base.rps, 3),
             "projects_vs_baseline": round(projects.rps / base.rps, 3),
             "errors": base.errors + user.errors + projects.errors,
