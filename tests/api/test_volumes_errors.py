@@ -194,7 +194,9 @@ def test_credentials_are_write_only(http: httpx.Client, s3: S3Endpoint) -> None:
     }
 
 
-def test_patch_rules(http: httpx.Client, server: EmbeddedServer, local_volume: dict[str, Any]) -> None:
+def test_patch_rules(
+    http: httpx.Client, server: EmbeddedServer, local_volume: dict[str, Any], project: dict[str, Any]
+) -> None:
     vid = local_volume["id"]
     before = snapshot(server.resolved_database_url)
     cases: list[tuple[dict[str, Any], int, int | None, str]] = [
@@ -208,6 +210,11 @@ def test_patch_rules(http: httpx.Client, server: EmbeddedServer, local_volume: d
         expect_error(http.patch(f"/storage/volumes/{vid}", json=body), status, code, word)
     expect_error(http.patch("/storage/volumes/tester/none", json={"description": "x"}), 404, 9007)
     assert snapshot(server.resolved_database_url) == before
+    # An inactive volume takes no new imports.
+    assert http.patch(f"/storage/volumes/{vid}", json={"active": False}).json()["active"] is False
+    body = {"source": {"volume": vid, "location": "in/f0.txt"}, "destination": {"project": project["id"]}}
+    expect_error(http.post("/storage/imports", json=body), 400, 9103, "not active")
+    assert http.patch(f"/storage/volumes/{vid}", json={"active": True}).json()["active"] is True
     ok = http.patch(f"/storage/volumes/{vid}", json={"access_mode": "ro"})
     assert ok.status_code == 200 and ok.json()["access_mode"] == "RO"
     assert http.patch(f"/storage/volumes/{vid}", json={"access_mode": "RW"}).json()["access_mode"] == "RW"

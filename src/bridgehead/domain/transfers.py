@@ -75,6 +75,8 @@ def submit_import(session: Session, user: User, item: Any) -> Transfer:
     source = _object(body.get("source"), "source")
     dest = _object(body.get("destination"), "destination")
     vol = volumes.access(session, user, source.get("volume"), "read", field="source.volume").volume
+    if not vol.active:
+        raise BadRequest(f"Volume {vol.sbg_id} is not active.", code=9103, field="source.volume")
     location = check_location(source.get("location"), "source.location", folder_ok=True)
     overwrite = _flag(body.get("overwrite"), "overwrite", False)
     autorename = _flag(body.get("autorename"), "autorename", False)
@@ -142,7 +144,7 @@ def request_export(
             field="destination.volume",
         )
     if not vol.active:
-        raise BadRequest(f"Volume {vol.sbg_id} is not active.", code=9026, field="destination.volume")
+        raise BadRequest(f"Volume {vol.sbg_id} is not active.", code=9103, field="destination.volume")
     loc = check_location(location, "destination.location", folder_ok=False)
     spec = {
         "file": found.id,
