@@ -297,3 +297,24 @@ def test_delete_keeps_shared_blob_until_last_copy(
     assert len(_blobs(server)) == count
     assert http.delete(f"/files/{copy['id']}").status_code == 204
     assert len(_blobs(server)) == count - 1
+
+
+def test_move_folder_across_projects_and_metadata_index(http: httpx.Client, project: dict[str, Any]) -> None:
+    other = _ok(http.post("/projects", json={"name": "errors-dest"}), 201)
+    box = _ok(http.post("/files", json={"name": "tree", "type": "folder", "project": project["id"]}), 201)
+    sub = _ok(http.post("/files", json={"name": "sub", "type": "folder", "parent": box["id"]}), 201)
+    body = {"parent": sub["id"], "name": "leaf.txt", "size": 4}
+    up = _ok(http.post("/upload/multipart", json=body))
+    _put(http, up["upload_id"], 1, b"leaf")
+    leaf = _ok(http.post(f"/upload/multipart/{up['upload_id']}/complete", content=b"null", headers=JSON))
+    _ok(http.put(f"/files/{leaf['id']}/metadata", json={"tissue": "liver"}))
+    copy = _ok(http.post(f"/files/{leaf['id']}/actions/copy", json={"parent": box["id"]}))
+    hits = _ok(http.get("/files", params={"parent": box["id"], "metadata.tissue": "liver"}))["items"]
+    assert [h["id"] for h in hits] == [copy["id"]]  # the copy carries (and indexes) the metadata
+
+    moved = _ok(http.post(f"/files/{box['id']}/actions/move", json={"parent": other["root_folder"]}))
+    assert moved["id"] == box["id"] and moved["project"] == other["id"]
+    assert _ok(http.get(f"/files/{leaf['id']}"))["project"] == other["id"]
+    assert _ok(http.get(f"/files/{sub['id']}"))["project"] == other["id"]
+    names = [f["name"] for f in _ok(http.get("/files", params={"project": other["id"]}))["items"]]
+    assert names == ["tree"]
