@@ -98,7 +98,10 @@ class Prober(threading.Thread):
                 time.sleep(0.01)
                 continue
             t0 = time.perf_counter()
-            self.client.get(f"/tasks/{random.choice(self.ids)}")
+            try:
+                self.client.get(f"/tasks/{random.choice(self.ids)}")
+            except httpx.HTTPError:
+                return  # the server went away (interrupted run)
             self.latencies.append((time.perf_counter() - t0) * 1000)
             time.sleep(0.005)
 

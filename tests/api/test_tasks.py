@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -250,3 +251,46 @@ def test_file_deleted_after_queueing_fails_the_task(
     run = http.post(f"/tasks/{task['id']}/actions/run")
     assert run.status_code == 400 and run.json()["code"] == 7024  # revalidated at run: files_missing
     assert http.get(f"/tasks/{task['id']}").json()["errors"] == []  # refusal changed nothing
+
+
+def test_refused_actions_change_nothing(
+    server: EmbeddedServer,
+    http: httpx.Client,
+    project: str,
+    app_id: str,
+    reads: list[str],
+    ssl_context: ssl.SSLContext,
+) -> None:
+    done = http.post(
+        "/tasks",
+        params={"action": "run"},
+        json={"project": project, "app": app_id, "inputs": {"reads": reads[:1]}},
+    ).json()
+    assert wait_status(http, done["id"], ("COMPLETED",))["status"] == "COMPLETED"
+    draft = http.post(
+        "/tasks", json={"project": project, "app": app_id, "inputs": {"reads": reads[:1]}}
+    ).json()
+    token = server.create_user("reader")
+    member = http.post(
+        f"/projects/{project}/members",
+        json={"username": "reader", "permissions": {"read": True, "write": False, "execute": False}},
+    )
+    assert member.status_code == 201, member.text
+    settle(http)
+    before = snapshot(server.resolved_database_url)
+    assert http.patch(f"/tasks/{done['id']}", json={"inputs": {"threads": 3}}).json()["code"] == 7026
+    assert http.patch(f"/tasks/{done['id']}/inputs", json={"threads": 3}).json()["code"] == 7007
+    assert http.post(f"/tasks/{done['id']}/actions/run").json()["code"] == 7007
+    assert http.post(f"/tasks/{done['id']}/actions/abort").json()["code"] == 7011
+    assert http.post(f"/tasks/{draft['id']}/actions/abort").json()["code"] == 7011
+    bad_batch = http.patch(f"/tasks/{draft['id']}", json={"batch_input": "reads", "batch_by": {"type": "x"}})
+    assert bad_batch.status_code == 400 and bad_batch.json()["code"] == 7020
+    bad_inputs = http.patch(f"/tasks/{draft['id']}", json={"inputs": ["reads"]})
+    assert bad_inputs.status_code == 400 and "inputs" in bad_inputs.json()["message"]
+    with httpx.Client(base_url=server.url, verify=ssl_context, headers={"X-SBG-Auth-Token": token}) as reader:
+        assert reader.get(f"/tasks/{draft['id']}").status_code == 200
+        assert reader.post(f"/tasks/{draft['id']}/actions/run").status_code == 403
+        assert reader.patch(f"/tasks/{draft['id']}", json={"name": "mine"}).status_code == 403
+        assert reader.post(f"/tasks/{draft['id']}/actions/clone").status_code == 403
+        assert reader.delete(f"/tasks/{draft['id']}").status_code == 403
+    assert snapshot(server.resolved_database_url) == before
