@@ -232,7 +232,16 @@ def update_inputs(task_id: str, ctx: CtxDep, body: Annotated[Any, Body()] = None
 
 
 @router.post(
-    "/tasks/{task_id}/actions/{action}", response_model=TaskOut, summary="run, abort or clone a task"
+    "/tasks/{task_id}/actions/{action}",
+    response_model=TaskOut,
+    summary="run, abort or clone a task",
+    description=(
+        "`run` (DRAFT only; query `batch=false` disables batching, `use_interruptible_instances`); "
+        "`abort` (QUEUED/RUNNING; a batch parent aborts its children); `clone` copies app revision, inputs, "
+        "settings, batching and output locations into a new DRAFT with `origin_id` set (query `action=run` "
+        "runs it). Rerun of a batch: `clone?failed_only=true` keeps only the batch items of children that "
+        "FAILED or were ABORTED."
+    ),
 )
 def task_action(
     task_id: str,
