@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridgehead.api.deps import SbgJSONResponse as ORJSONResponse
@@ -88,6 +89,13 @@ def install(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         return error_response(status, GENERIC_CODES.get(status, 90000), message, dict(exc.headers or {}))
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> ORJSONResponse:
+        # The database refused a value the client sent (a NUL character, a number out of range...):
+        # the transaction was rolled back, and it is the client's mistake, so 400 rather than 500.
+        log.info("database rejected a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(400, 90000, "A value in the request cannot be stored (e.g. a NUL character).")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:

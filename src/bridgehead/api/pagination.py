@@ -11,6 +11,7 @@ from bridgehead.domain.errors import BadRequest
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+MAX_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ def page_params(
 ) -> Page:
     off = _as_int(offset, "offset")
     lim = _as_int(limit, "limit")
-    if off is not None and off < 0:
-        raise BadRequest("Invalid value for 'offset': it must be 0 or more.", field="offset")
-    if lim is not None and lim < 1:
+    if off is not None and not 0 <= off <= MAX_OFFSET:
+        # The upper bound keeps the value inside a 32-bit SQL integer: no database error (500) later.
+        raise BadRequest(
+            f"Invalid value for 'offset': it must be between 0 and {MAX_OFFSET}.", field="offset"
+        )
+    if lim is not None and not 1 <= lim <= MAX_OFFSET:
         raise BadRequest("Invalid value for 'limit': it must be between 1 and 100.", field="limit")
     return Page(offset=off or 0, limit=min(lim or DEFAULT_LIMIT, MAX_LIMIT))
