@@ -109,7 +109,9 @@ CASES: list[Case] = [
     Case("DELETE", P + "/members/nobody-here", 404, 3002),
     Case("POST", P + "/members", 404, 2002, body={"username": "nobody-here"}, mentions="nobody-here"),
     Case("POST", P + "/members", 404, 2002, body={"email": "nobody@nowhere.test"}, mentions="email"),
-    # names: empty, blank, too long
+    # names: empty, blank, too long, control characters (PostgreSQL cannot store NUL)
+    Case("POST", "/projects", 400, 3007, body={"name": "a\u0000b"}, mentions="control"),
+    Case("PATCH", P, 400, 3007, body={"name": "tab\there"}, mentions="control"),
     Case("POST", "/projects", 400, 3007, body={"name": ""}, mentions="name"),
     Case("POST", "/projects", 400, 3007, body={"name": "   "}, mentions="name"),
     Case("POST", "/projects", 400, 3007, body={"name": LONG}, mentions="255"),
@@ -160,8 +162,13 @@ CASES: list[Case] = [
     # bad paging on every collection
     *[
         Case("GET", path, 400, 90000, params=params, mentions=name)
-        for path in ["/projects", "/projects/{owner}", "/billing/groups", P + "/members"]
-        for name, params in [("limit", {"limit": "ten"}), ("limit", {"limit": 0}), ("offset", {"offset": -5})]
+        for path in ["/projects", "/projects/{owner}", "/billing/groups", P + "/members", "/users"]
+        for name, params in [
+            ("limit", {"limit": "ten"}),
+            ("limit", {"limit": 0}),
+            ("offset", {"offset": -5}),
+            ("offset", {"offset": 10**20}),
+        ]
     ],
     # permissions: outsiders see nothing, readers change nothing
     Case("GET", P, 403, 3001, who="outsider"),

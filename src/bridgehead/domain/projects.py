@@ -85,6 +85,8 @@ def _check_name(name: Any) -> str:
         raise BadRequest("Project name must not be empty.", code=3007, field="name")
     if len(name) > MAX_NAME:
         raise BadRequest(f"Project name is longer than {MAX_NAME} characters.", code=3007, field="name")
+    if any(ch < " " for ch in name):
+        raise BadRequest("Project name must not contain control characters.", code=3007, field="name")
     return name
 
 

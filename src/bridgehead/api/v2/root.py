@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
 
 from bridgehead.api.deps import CtxDep
-from bridgehead.api.pagination import Page
+from bridgehead.api.pagination import Page, page_params
 from bridgehead.domain import users
 from bridgehead.schemas.users import UserOut, user_out
 
@@ -51,11 +53,11 @@ async def me(ctx: CtxDep) -> Response:
 
 
 @router.get("/users", summary="Users (admins see everyone, others only themselves)")
-def list_users(ctx: CtxDep) -> Response:
+def list_users(ctx: CtxDep, page: Annotated[Page, Depends(page_params)]) -> Response:
     with ctx.db.read() as s:
         rows = users.list_users(s) if ctx.user.is_admin else [users.get_by_username(s, ctx.user.username)]
-        items = [user_out(ctx.api, u) for u in rows]
-    return ctx.page(items, len(items), Page(0, max(len(items), 1)))
+        items = [user_out(ctx.api, u) for u in rows[page.offset : page.offset + page.limit]]
+    return ctx.page(items, len(rows), page)
 
 
 @router.get("/users/{username}", response_model=UserOut, summary="One user")
