@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,24 @@ def test_move_folder_across_projects_and_metadata_index(http: httpx.Client, proj
     assert _ok(http.get(f"/files/{sub['id']}"))["project"] == other["id"]
     names = [f["name"] for f in _ok(http.get("/files", params={"project": other["id"]}))["items"]]
     assert names == ["tree"]
+
+
+def test_abandoned_uploads_are_reclaimed(
+    http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    old = _init(http, project, "abandoned.bin", 3)
+    _put(http, old["upload_id"], 1, b"abc")
+    assert (server.data_path / "uploads" / old["upload_id"]).is_dir()
+    engine = create_engine(server.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE uploads SET initiated = :t WHERE id = :i"),
+            {"t": datetime(2020, 1, 1), "i": old["upload_id"]},
+        )
+    engine.dispose()
+    fresh = _init(http, project, "fresh.bin", 1)
+    _err(http.get(f"/upload/multipart/{old['upload_id']}"), 404, 8003)
+    assert not (server.data_path / "uploads" / old["upload_id"]).exists()
+    assert http.delete(f"/upload/multipart/{fresh['upload_id']}").status_code == 204

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
 MAX_SIZE = 5 * 1024**4
+# An upload nobody completed or aborted within a week is abandoned; its bytes are reclaimed.
+STALE_AFTER = timedelta(days=7)
 
 
 def uploads_root(settings: Settings) -> Path:
@@ -249,6 +252,17 @@ def finish(
     session.delete(upload)
     session.flush()
     return created, project, old_key
+
+
+def purge_stale(session: Session, max_age: timedelta = STALE_AFTER) -> list[str]:
+    """Forget uploads started longer than ``max_age`` ago (abandoned by their client); returns their
+    ids so that the caller removes their bytes once committed."""
+    cutoff = utcnow() - max_age
+    ids = list(session.scalars(select(Upload.id).where(Upload.initiated < cutoff).limit(100)))
+    if ids:
+        session.execute(delete(UploadPart).where(UploadPart.upload_id.in_(ids)))
+        session.execute(delete(Upload).where(Upload.id.in_(ids)))
+    return ids
 
 
 def abort(session: Session, user: User, upload_id: str) -> None:

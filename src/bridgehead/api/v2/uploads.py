@@ -50,7 +50,7 @@ def _out(ctx: CtxDep, upload: Upload, list_parts: bool = False) -> dict[str, Any
     return upload_out(ctx.api, upload, project, len(rows), listed)
 
 
-@router.post("/upload/multipart", summary="Start a multipart upload")
+@router.post("/upload/multipart", summary="Start a multipart upload (and reclaim abandoned ones)")
 def init_upload(ctx: CtxDep, overwrite: str | None = None, body: UploadInit | None = None) -> Response:
     if body is None:
         raise BadRequest("Missing request body: name, size and project or parent are required.", code=8013)
@@ -66,6 +66,9 @@ def init_upload(ctx: CtxDep, overwrite: str | None = None, body: UploadInit | No
             part_size=body.part_size,
             overwrite=_flag(overwrite),
         )
+        stale = uploads.purge_stale(s)  # housekeeping rides on a successful start only
+    for stale_id in stale:
+        uploads.remove_parts(ctx.settings, stale_id)
     return ctx.one(_out(ctx, upload))
 
 
