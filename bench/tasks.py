@@ -35,6 +35,7 @@ from bridgehead.embedded import EmbeddedServer
 TASKS = int(os.environ.get("BENCH_TASKS", "1000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+DRAFTS = int(os.environ.get("BENCH_DRAFTS", "200"))
 
 
 def add_files(server: EmbeddedServer, project: str, count: int) -> list[str]:
@@ -155,6 +156,20 @@ def main() -> None:
         prober = Prober(probe_client, ids)
         prober.start()
 
+        def draft(i: int) -> None:
+            resp = client.post(
+                "/tasks",
+                json={"project": project, "app": app, "name": f"d{i}", "inputs": {"reads": [inputs[0]]}},
+            )
+            assert resp.status_code == 201, resp.text
+
+        # Baseline: drafts only (nothing for the dispatcher to do), so the ratio shows what running costs.
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(draft, range(DRAFTS)))
+        draft_rate = DRAFTS / (time.perf_counter() - t0)
+        print(f"baseline: {DRAFTS} drafts at {draft_rate:.0f} tasks/s (no dispatcher work)")
+
         def create(i: int) -> str:
             resp = client.post(
                 "/tasks",
@@ -217,6 +232,8 @@ def main() -> None:
                     "bench": "tasks",
                     "tasks": TASKS,
                     "creations_per_s": round(rate, 1),
+                    "draft_creations_per_s": round(draft_rate, 1),
+                    "run_vs_draft_creation": round(rate / draft_rate, 2),
                     "singles_all_completed_s": round(singles_done, 1),
                     "singles_completed": completed,
                     "batch_items": BATCH,
