@@ -145,6 +145,19 @@ def test_unsafe_settings_refuse_to_start(tmp_path: Path, args: list[str], messag
     assert message in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "name"),
+    [(["--engine", "bogus"], {}, "engine"), ([], {"BRIDGEHEAD_PORT": "abc"}, "port")],
+)
+def test_invalid_settings_are_named_without_a_traceback(
+    tmp_path: Path, args: list[str], env: dict[str, str], name: str
+) -> None:
+    done = run("serve", "--data-dir", str(tmp_path), *args, env=env)
+    assert done.returncode == 2
+    assert f"invalid setting {name}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_unsafe_bind_refused_from_environment_too(tmp_path: Path) -> None:
     done = run("serve", env={"BRIDGEHEAD_HOST": "0.0.0.0", "BRIDGEHEAD_DATA_DIR": str(tmp_path)})
     assert done.returncode == 2 and "refusing" in done.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from bridgehead import __version__
@@ -31,8 +32,20 @@ DbUrl = Annotated[
 
 
 def load_settings(**given: Any) -> Settings:
-    """CLI values win over ``BRIDGEHEAD_*`` variables, which win over the defaults."""
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    """CLI values win over ``BRIDGEHEAD_*`` variables, which win over the defaults.
+
+    An invalid value (``--engine bogus``, ``BRIDGEHEAD_PORT=abc``) is reported by name, without a traceback.
+    """
+    try:
+        return Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            console.print(
+                f"[red]error:[/] invalid setting {name} (--{name.replace('_', '-')} or "
+                f"BRIDGEHEAD_{name.upper()}): {err['msg']}"
+            )
+        raise typer.Exit(2)
 
 
 def prepare(settings: Settings) -> Database:
