@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from bridgehead.embedded import EmbeddedServer
-from tests.api.test_conventions import assert_sbg_error
 from tests.support.dbstate import snapshot
+from tests.support.sbg import assert_sbg_error
 
 LONG = "x" * 256
 MISSING = "11111111-2222-3333-4444-555555555555"

@@ -14,22 +14,9 @@ import pytest
 
 from bridgehead.embedded import EmbeddedServer
 from tests.conftest import start_server
+from tests.support.sbg import assert_sbg_error
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-SBG_KEYS = {"status", "code", "message", "more_info"}
-
-
-def assert_sbg_error(resp: httpx.Response, status: int, code: int | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body: dict[str, Any] = resp.json()
-    assert set(body) == SBG_KEYS
-    assert body["status"] == status
-    assert isinstance(body["code"], int) and body["code"] != 0
-    if code is not None:
-        assert body["code"] == code, body
-    assert body["message"]
-    return body
 
 
 @pytest.fixture(scope="module")
