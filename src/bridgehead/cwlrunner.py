@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -79,6 +80,7 @@ def pack_tool(path: str) -> dict[str, Any]:
     from cwltool.load_tool import fetch_document, resolve_and_validate_document
     from cwltool.pack import pack
 
+    logging.getLogger("cwltool").setLevel(logging.WARNING)  # its import set INFO ("Resolved ...")
     lc = LoadingContext()
     lc, workflowobj, uri = fetch_document(path, lc)
     lc, uri = resolve_and_validate_document(lc, workflowobj, uri)
@@ -141,16 +143,21 @@ class Client:
         return str(self.call("POST", "/files", json=body)["id"])
 
     def upload(self, src: Path | None, name: str, parent: str, contents: bytes | None = None) -> str:
-        data = contents if contents is not None else src.read_bytes() if src is not None else b""
-        init = {"parent": parent, "name": name, "size": len(data)}
-        up = self.call("POST", "/upload/multipart", json=init)
-        part_size = int(up.get("part_size") or len(data) or 1)
-        for number, start in enumerate(range(0, len(data), part_size), start=1):
-            target = self.call("GET", f"/upload/multipart/{up['upload_id']}/part/{number}")
-            put = httpx.put(target["url"], content=data[start : start + part_size], verify=self.verify)
-            put.raise_for_status()
-            report = {"part_number": number, "response": {"headers": {"ETag": put.headers.get("ETag", "")}}}
-            self.call("POST", f"/upload/multipart/{up['upload_id']}/part", json=report)
+        """Multipart upload, one part in memory at a time (``contents`` for CWL file literals)."""
+        size = len(contents) if contents is not None else src.stat().st_size if src is not None else 0
+        up = self.call("POST", "/upload/multipart", json={"parent": parent, "name": name, "size": size})
+        part_size = int(up.get("part_size") or size or 1)
+        stream: IO[bytes] = io.BytesIO(contents or b"") if src is None else open(src, "rb")  # noqa: SIM115
+        with stream:
+            for number in range(1, max(1, -(-size // part_size)) + 1):  # an empty file is one empty part
+                target = self.call("GET", f"/upload/multipart/{up['upload_id']}/part/{number}")
+                put = httpx.put(
+                    target["url"], content=stream.read(part_size), verify=self.verify, timeout=300
+                )
+                put.raise_for_status()
+                etag = put.headers.get("ETag", "")
+                report = {"part_number": number, "response": {"headers": {"ETag": etag}}}
+                self.call("POST", f"/upload/multipart/{up['upload_id']}/part", json=report)
         return str(self.call("POST", f"/upload/multipart/{up['upload_id']}/complete", json=None)["id"])
 
     def download(self, file_id: str, dest: Path) -> None:
