@@ -170,7 +170,30 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
 )
 
+EXTERNAL_RUN = {
+    "cwlVersion": "v1.2",
+    "class": "Workflow",
+    "inputs": [],
+    "outputs": [],
+    "steps": [{"id": "s", "run": "file:///etc/hostname", "in": [], "out": []}],
+}
+EXTERNAL_INCLUDE = {
+    "cwlVersion": "v1.2",
+    "class": "CommandLineTool",
+    "baseCommand": "true",
+    "inputs": [],
+    "outputs": [],
+    "doc": {"$include": "file:///etc/hostname"},
+}
+
 BAD_BODIES: list[tuple[str, bytes, str, str]] = [
+    (
+        "step run outside the document",
+        json.dumps(EXTERNAL_RUN).encode(),
+        "application/json",
+        "file:///etc/hostname",
+    ),
+    ("$include of a server file", json.dumps(EXTERNAL_INCLUDE).encode(), "application/json", "not allowed"),
     ("YAML alias bomb", ALIAS_BOMB.encode(), "application/yaml", "more than"),
     ("deeply nested JSON", b"[" * 50000 + b"]" * 50000, "application/json", "nested deeper"),
     (

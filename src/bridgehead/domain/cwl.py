@@ -161,6 +161,7 @@ def _message(exc: Exception, uri: str) -> str:
     text = re.sub(re.escape(uri) + r"(?:#[^\s:]*)?:(\d+):(\d+):", r"line \1, column \2:", text)
     text = text.replace(uri + "#", "#").replace(uri, "<app>")
     text = re.sub(r"(?:\.\./)+bridgehead/apps/[^'\s#]*", "<app>", text)
+    text = re.sub(r"\(\d{6,}\) |\(<app>\) ", "", text)  # schema-salad's loader ids and our base URI
     return " ".join(text.split())
 
 
@@ -198,6 +199,38 @@ def _check_class(proc: Any, where: str) -> None:
         )
 
 
+_fetcher_class: Any = None
+
+
+def _no_fetch_fetcher(cache: Any, session: Any) -> Any:
+    """A schema-salad fetcher that serves only what is already in memory.
+
+    An installed app must be one self-contained document: a ``run:``, ``$import``, ``$include`` or
+    ``$schemas`` pointing elsewhere would otherwise make the server read its own files or fetch URLs
+    chosen by the caller.
+    """
+    global _fetcher_class
+    if _fetcher_class is None:
+        from schema_salad.exceptions import ValidationException
+        from schema_salad.fetcher import DefaultFetcher
+
+        class NoFetch(DefaultFetcher):
+            def fetch_text(self, url: str, content_types: list[str] | None = None) -> str:
+                cached = self.cache.get(url)
+                if isinstance(cached, str):
+                    return cached
+                raise ValidationException(
+                    f"External reference {url!r} is not allowed: an app must be one self-contained "
+                    "document (pack it, e.g. with sbpack)."
+                )
+
+            def check_exists(self, url: str) -> bool:
+                return url in self.cache
+
+        _fetcher_class = NoFetch
+    return _fetcher_class(cache, None)
+
+
 def _load(doc: Any, uri: str) -> Process:
     import cwltool.workflow
     from cwltool.context import LoadingContext
@@ -206,7 +239,9 @@ def _load(doc: Any, uri: str) -> Process:
 
     lc = LoadingContext()
     lc.construct_tool_object = cwltool.workflow.default_make_tool
-    lc.loader = default_loader()
+    lc.fetcher_constructor = _no_fetch_fetcher
+    lc.skip_schemas = True
+    lc.loader = default_loader(_no_fetch_fetcher)
     if not hasattr(doc, "lc"):
         doc = cmap(doc, fn=uri)
     else:
