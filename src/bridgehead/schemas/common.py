@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -16,6 +16,8 @@ def fmt_dt(value: datetime | None) -> str | None:
         value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
 
 SbgDateTime = Annotated[datetime, PlainSerializer(fmt_dt, return_type=str)]
 
@@ -42,4 +44,13 @@ class Link(BaseModel):
 class Collection(BaseModel):
     href: str
     items: list[dict[str, Any]]
+    links: list[Link]
+
+
+class CollectionOf(BaseModel, Generic[ItemT]):
+    """The paged envelope with typed items (for the OpenAPI document); ``X-Total-Matching-Query`` holds
+    the total."""
+
+    href: str
+    items: list[ItemT]
     links: list[Link]

@@ -9,12 +9,17 @@ from fastapi import APIRouter, Depends, Response
 from bridgehead.api.deps import CtxDep
 from bridgehead.api.pagination import Page, page_params
 from bridgehead.domain import billing
+from bridgehead.schemas.common import CollectionOf
 from bridgehead.schemas.users import BillingGroupOut, billing_group_out
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 
 
-@router.get("/groups", summary="Billing groups the caller can use or see")
+@router.get(
+    "/groups",
+    response_model=CollectionOf[BillingGroupOut],
+    summary="Billing groups the caller can use or see",
+)
 def list_groups(ctx: CtxDep, page: Annotated[Page, Depends(page_params)]) -> Response:
     with ctx.db.read() as s:
         rows, total = billing.list_groups(s, ctx.user, page.offset, page.limit)

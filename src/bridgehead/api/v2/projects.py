@@ -10,6 +10,7 @@ from bridgehead.api.deps import CtxDep
 from bridgehead.api.pagination import Page, page_params
 from bridgehead.domain import projects
 from bridgehead.domain.errors import BadRequest
+from bridgehead.schemas.common import CollectionOf
 from bridgehead.schemas.projects import (
     MemberCreate,
     MemberOut,
@@ -50,7 +51,7 @@ def _list(
     return ctx.page(items, total, page)
 
 
-@router.get("", summary="Projects the caller is a member of")
+@router.get("", response_model=CollectionOf[ProjectOut], summary="Projects the caller is a member of")
 def list_projects(
     ctx: CtxDep,
     page: PageDep,
@@ -61,7 +62,7 @@ def list_projects(
     return _list(ctx, page, None, name, tags, category)
 
 
-@router.get("/{owner}", summary="Projects owned by one user")
+@router.get("/{owner}", response_model=CollectionOf[ProjectOut], summary="Projects owned by one user")
 def list_owner_projects(
     owner: str,
     ctx: CtxDep,
@@ -116,7 +117,7 @@ def delete_project(owner: str, slug: str, ctx: CtxDep) -> Response:
     return ctx.no_content()
 
 
-@router.get("/{owner}/{slug}/members", summary="Project members")
+@router.get("/{owner}/{slug}/members", response_model=CollectionOf[MemberOut], summary="Project members")
 def list_members(owner: str, slug: str, ctx: CtxDep, page: PageDep) -> Response:
     pid = f"{owner}/{slug}"
     with ctx.db.read() as s:

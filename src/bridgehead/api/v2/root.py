@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from bridgehead.api.deps import CtxDep
 from bridgehead.api.pagination import Page, page_params
 from bridgehead.domain import users
+from bridgehead.schemas.common import CollectionOf
 from bridgehead.schemas.users import UserOut, user_out
 
 router = APIRouter(tags=["users"])
@@ -52,7 +53,11 @@ async def me(ctx: CtxDep) -> Response:
     return ctx.one(user_out(ctx.api, ctx.user))
 
 
-@router.get("/users", summary="Users (admins see everyone, others only themselves)")
+@router.get(
+    "/users",
+    response_model=CollectionOf[UserOut],
+    summary="Users (admins see everyone, others only themselves)",
+)
 def list_users(ctx: CtxDep, page: Annotated[Page, Depends(page_params)]) -> Response:
     with ctx.db.read() as s:
         rows = users.list_users(s) if ctx.user.is_admin else [users.get_by_username(s, ctx.user.username)]
