@@ -7,9 +7,11 @@ declared before ``/{rev}`` so that ``raw`` is never read as a revision.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from bridgehead.api.deps import Ctx, CtxDep
@@ -18,7 +20,20 @@ from bridgehead.domain import apps, cwl
 from bridgehead.domain.errors import BadRequest, PayloadTooLarge
 from bridgehead.schemas.apps import AppCopy, app_out, raw_out
 
-router = APIRouter(prefix="/apps", tags=["apps"])
+
+@asynccontextmanager
+async def _warm_cwl(app: FastAPI) -> AsyncIterator[None]:
+    """Parse the CWL schema in the background at startup, so the first install or task does not wait.
+
+    Skipped with the fake engine (test servers, started often, that never execute CWL).
+    """
+    state = getattr(app.state, "bridgehead", None)
+    if state is not None and state.settings.engine != "fake":
+        cwl.warm_in_background()
+    yield
+
+
+router = APIRouter(prefix="/apps", tags=["apps"], lifespan=_warm_cwl)
 
 PageDep = Annotated[Page, Depends(page_params)]
 MAX_RAW_BYTES = 10 * 1024 * 1024
