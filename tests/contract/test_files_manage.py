@@ -123,7 +123,9 @@ def test_paging_offset_and_continuation_token(api: sbg.Api, tmp_path: Path) -> N
     assert api.files.query(parent=box, offset=9, limit=3).total == 7
 
     scrolled = api.files.query(parent=box, cont_token="init", limit=3)
-    assert [f.name for f in scrolled] == names[:3]
+    assert [f.name for f in scrolled] == names[:3] and int(scrolled.total) == 7
+    second = scrolled.next_page()
+    assert [f.name for f in second] == names[3:6] and int(second.total) == 7
     assert [f.name for f in scrolled.all()] == names
     listed = box.list_files(cont_token="init", limit=2)
     assert [f.name for f in listed.all()] == names

@@ -260,8 +260,6 @@ def list_children(
     ``after`` (a name) pages by key instead of offset, for the continuation-token calls.
     """
     conds: list[ColumnElement[bool] | TextClause] = [File.parent_id == folder_id]
-    if after is not None:
-        conds.append(File.name > after)
     if flt.names:
         conds.append(File.name.in_(flt.names))
     if flt.origin_task:
@@ -280,7 +278,8 @@ def list_children(
     # metadata joins the matches are few: ``name || ''`` keeps SQLite from walking the whole folder in
     # name order just to avoid sorting them.
     order = File.name + "" if flt.metadata else File.name
-    rows = list(session.scalars(rows_q.where(*conds).order_by(order).offset(offset).limit(limit)))
+    page_q = rows_q.where(*conds) if after is None else rows_q.where(*conds, File.name > after)
+    rows = list(session.scalars(page_q.order_by(order).offset(offset).limit(limit)))
     if after is None and (0 < len(rows) < limit or (offset == 0 and not rows)):
         return rows, offset + len(rows)  # a partial page tells the total without counting
     return rows, session.scalar(count_q.where(*conds)) or 0

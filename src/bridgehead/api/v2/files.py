@@ -85,7 +85,8 @@ def _scroll(
     if len(rows) == limit:
         nxt = base64.urlsafe_b64encode(rows[-1].name.encode()).decode().rstrip("=")
         links.append({"href": with_query(path, [*params, ("token", nxt)]), "rel": "next", "method": "GET"})
-    body = {"href": str(request.url), "items": [ctx.fields.apply(i) for i in items], "links": links}
+    here = with_query(path, list(request.query_params.multi_items()))
+    body = {"href": here, "items": [ctx.fields.apply(i) for i in items], "links": links}
     return ORJSONResponse(body, headers={"X-Total-Matching-Query": str(total)})
 
 
