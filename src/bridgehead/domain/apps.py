@@ -102,7 +102,7 @@ def revision_id(app: App, revision: int) -> str:
 # --- access ----------------------------------------------------------------------------------------
 
 
-def _project(session: Session, aid: AppId, field: str) -> Project | None:
+def _project(session: Session, aid: AppId) -> Project | None:
     return session.scalar(select(Project).where(Project.owner == aid.owner, Project.slug == aid.project))
 
 
@@ -150,7 +150,7 @@ def _revision(session: Session, app: App, revision: int) -> AppRevision | None:
 def resolve(session: Session, user: User, app_id: str, field: str = "app") -> AppRevision:
     """One readable app revision; the latest when ``app_id`` has no revision (403 6001 / 404 6002)."""
     aid = parse_app_id(app_id, field)
-    project = _project(session, aid, field)
+    project = _project(session, aid)
     if project is None:
         raise NotFound(f"App {app_id} does not exist: no project {aid.project_id}.", code=6002, field=field)
     _check_read(session, user, project, app_id)
