@@ -26,7 +26,7 @@ def _ok(resp: httpx.Response, status: int = 200) -> Any:
 
 def _err(resp: httpx.Response, status: int, code: int, mentions: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert body["status"] == status and body["code"] == code, body
     assert body["more_info"].startswith("https://")
     if mentions:
