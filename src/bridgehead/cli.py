@@ -174,6 +174,10 @@ def worker(
     probe: Annotated[
         bool, typer.Option("--probe/--no-probe", help="check by a tiny batch job that the work dir is shared")
     ] = True,
+    heartbeat: Annotated[float, typer.Option(help="seconds between heartbeats")] = 2.0,
+    dead_after: Annotated[
+        float, typer.Option(help="seconds of silence after which a worker's tasks are taken over")
+    ] = 15.0,
 ) -> None:
     """Run only the task dispatcher (no API): several workers and API servers share one PostgreSQL."""
     import signal
@@ -181,6 +185,9 @@ def worker(
     from bridgehead.workers.worker import ClusterWorker, WorkerConflict, engine_problems
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, engine=engine)
+    if not 0 < heartbeat < dead_after:
+        console.print("[red]error:[/] --heartbeat must be positive and shorter than --dead-after")
+        raise typer.Exit(2)
     problems = engine_problems(settings, probe=probe)
     if problems:
         for p in problems:
@@ -188,7 +195,7 @@ def worker(
         raise typer.Exit(2)
     db = prepare(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = ClusterWorker(settings, db, worker_id=worker_id)
+    runner = ClusterWorker(settings, db, worker_id=worker_id, heartbeat=heartbeat, dead_after=dead_after)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop_event.set())
     console.print(f"bridgehead worker {runner.id} (engine {settings.engine}, database {_safe_url(settings)})")

@@ -123,6 +123,14 @@ def claims(engine: Engine, ids: list[str]) -> dict[str, str | None]:
         return dict(conn.execute(select(Task.id, Task.claimed_by).where(Task.id.in_(ids))).all())  # type: ignore[arg-type]
 
 
+def unfinished(engine: Engine, ids: list[str]) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Task.id).where(Task.id.in_(ids), Task.status.in_(["QUEUED", "RUNNING", "ABORTING"]))
+        ).scalars()
+        return set(rows)
+
+
 def output_file_counts(engine: Engine, ids: list[str]) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(

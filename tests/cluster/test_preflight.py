@@ -42,6 +42,13 @@ def test_unreachable_database_refuses_worker(tmp_path: Path) -> None:
     assert "secret" not in text  # the password is masked
 
 
+def test_heartbeat_must_be_shorter_than_dead_after(tmp_path: Path) -> None:
+    done = bridgehead(["worker", "--engine", "fake", "--heartbeat", "20", "--dead-after", "15"], tmp_path)
+    assert done.returncode == 2
+    assert "--heartbeat must be positive and shorter than --dead-after" in done.stderr
+    assert not (tmp_path / "data").exists(), "nothing is prepared before the options are checked"
+
+
 def test_missing_toil_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(toil, "toil_binary", lambda: None)
     problems = toil.preflight(settings_for(tmp_path, toil_batch_system="single_machine"), probe=False)

@@ -27,6 +27,7 @@ from .support import (
     seed_queued,
     start_worker,
     stop,
+    unfinished,
     wait_for,
     worker_env,
 )
@@ -113,14 +114,28 @@ def test_dead_worker_tasks_are_taken_over(api_only: EmbeddedServer, tmp_path: Pa
     engine = db_engine(api_only.resolved_database_url)
     ids = seed_queued(engine, api_only.project, "hello", 8, "tester", {"fake_duration": 2})  # type: ignore[attr-defined]
     log = tmp_path / "worker.log"
-    doomed = start_worker(api_only, ["--engine", "fake", "--id", "doomed"], log, BRIDGEHEAD_MAX_CORES="4")
+    doomed = start_worker(
+        api_only,
+        ["--engine", "fake", "--id", "doomed", "--heartbeat", "0.5", "--dead-after", "4"],
+        log,
+        BRIDGEHEAD_MAX_CORES="4",
+    )
     try:
         wait_for(engine, ids[:1], {"RUNNING"}, timeout=60)
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
-        assert "doomed" in claims(engine, ids).values()
+        # Tasks it had not finished when it died (those it finished keep its name as history).
+        orphans = [
+            t
+            for t, owner in claims(engine, ids).items()
+            if owner == "doomed" and t in unfinished(engine, ids)
+        ]
+        assert orphans
         rescuer = start_worker(
-            api_only, ["--engine", "fake", "--id", "rescuer"], log, BRIDGEHEAD_MAX_CORES="4"
+            api_only,
+            ["--engine", "fake", "--id", "rescuer", "--heartbeat", "0.5", "--dead-after", "4"],
+            log,
+            BRIDGEHEAD_MAX_CORES="4",
         )
         try:
             counts = wait_for(engine, ids, {"COMPLETED", "FAILED"}, timeout=120)
@@ -129,7 +144,8 @@ def test_dead_worker_tasks_are_taken_over(api_only: EmbeddedServer, tmp_path: Pa
     finally:
         stop(doomed)
     assert counts == {"COMPLETED": 8}, log.read_text()[-3000:]
-    assert set(claims(engine, ids).values()) == {"rescuer"}
+    owners = claims(engine, ids)
+    assert {owners[t] for t in orphans} == {"rescuer"}
     assert "took over" in log.read_text()
     with engine.connect() as conn:
         assert "doomed" not in set(conn.execute(select(Worker.id)).scalars())
