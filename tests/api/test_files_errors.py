@@ -182,6 +182,7 @@ def test_download_ranges_and_signatures(
         _err(anon.get(forged), 403, 90002, "signature")
         other = url.replace(f["id"], "0" * 24)
         _err(anon.get(other), 403, 90002)
+        assert (server.data_path / "secret.key").stat().st_mode & 0o777 == 0o600
         key = (server.data_path / "secret.key").read_bytes()
         past = int(time.time()) - 10
         sig = hmac.new(key, f"download\n{f['id']}\n{past}".encode(), hashlib.sha256).hexdigest()
