@@ -127,3 +127,67 @@ def test_price_sums_children() -> None:
     one = pricing.price(pricing.PriceTable(cpu_hour=2.0, gb_month=1.0), 1, 3600, 2_000_000_000)
     assert one["breakdown"] == {"storage": "2.00", "computation": "2.00"} and one["amount"] == "4.00"
     assert pricing.total([one, one, None])["amount"] == "8.00"
+
+
+def test_expand_then_abort_children_and_roll_up_on_a_real_session() -> None:
+    from sqlalchemy import create_engine, select, update
+    from sqlalchemy.orm import Session
+
+    from bridgehead.db.base import Base
+    from bridgehead.domain.tasks import execution
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    items = [{"class": "File", "path": f"{i:024x}", "name": f"f{i}.bam"} for i in range(5)]
+    with Session(engine) as s, s.begin():
+        parent = Task(
+            id="00000000-0000-4000-8000-0000000000aa",
+            project_id=1,
+            name="p",
+            app_id="o/p/a/0",
+            status="QUEUED",
+            created_by="u",
+            batch=True,
+            batch_input="reads",
+            batch_by={"type": "ITEM"},
+            inputs={"reads": items, "n": 3},
+            outputs={},
+            execution_status={},
+            cores=1,
+            memory=64,
+            abort_requested=False,
+            expanded=False,
+            errors=[],
+            warnings=[],
+            jobs=[],
+            execution_settings={},
+            created_time=T0,
+        )
+        s.add(parent)
+        s.flush()
+        assert execution.expand(s, parent) == 5
+        children = list(s.scalars(select(Task).where(Task.parent_id == parent.id).order_by(Task.batch_index)))
+        assert children[0].batch_group == {"value": "f0.bam", "fields": {}}
+        assert children[2].inputs == {"reads": items[2], "n": 3} and children[2].engine_handle is None
+        assert parent.status == "RUNNING" and parent.execution_status["queued"] == 5
+        children[0].status, children[0].claimed_by = "RUNNING", "w"
+        children[1].status = "COMPLETED"
+        s.flush()
+        rules.transition(parent, "ABORTING")
+        rules.abort_children(s, parent.id)
+        rules.rollup(s, parent)
+        s.expire_all()
+        statuses = [
+            c.status
+            for c in s.scalars(select(Task).where(Task.parent_id == parent.id).order_by(Task.batch_index))
+        ]
+        assert statuses == ["ABORTING", "COMPLETED", "ABORTED", "ABORTED", "ABORTED"]
+        assert parent.status == "ABORTING"
+        s.execute(
+            update(Task)
+            .where(Task.status == "ABORTING", Task.parent_id == parent.id)
+            .values(status="ABORTED")
+        )
+        rules.rollup(s, parent)
+        assert parent.status == "ABORTED" and parent.execution_status["aborted"] == 4
+        assert parent.execution_status["completed"] == 1 and parent.end_time is not None
