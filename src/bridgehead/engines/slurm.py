@@ -1,6 +1,6 @@
 """The ``slurm`` engine: one ``sbatch`` job per task, running the CWL in-process with cwltool on the node.
 
-The job runs ``python -m bridgehead.engines.slurm WORKDIR`` with this very interpreter, so compute
+The job runs the local engine's runner (cwltool in-process) with this very interpreter, so compute
 nodes need the same install path (a shared venv) and the work directory on a filesystem every node
 mounts. All state lives in the work directory and in Slurm itself, never in this process, which
 makes ``recover`` the same as ``poll``:
@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -313,7 +313,7 @@ class SlurmEngine:
         }
         write_json_atomic(wd / RUN_SPEC, {**spec, "settings": run.settings})
         script = wd / "job.sh"
-        script.write_text(f"#!/bin/sh\nexec {self.python} -m bridgehead.engines.slurm {wd}\n")
+        script.write_text(job_script(self.python, wd))
         cmd = [
             "sbatch",
             "--parsable",
@@ -430,35 +430,40 @@ def status_from_record(state: str, data: dict[str, Any], wd: Path) -> RunStatus:
 
 # ---------------------------------------------------------------------------------------------------
 # The job side: runs on the compute node inside the sbatch allocation
+#
+# The job loads the local engine's runner (``runner.py``, stdlib-only at import) straight from its file
+# instead of importing the ``bridgehead`` package: the package pulls in the server's settings stack
+# (pydantic), which costs about half a second of CPU per task and is of no use on a compute node.
+# ``run_child`` expects to be a forked child that may ``setsid()`` (a batch script can already lead its
+# process group, where ``setsid`` fails), so the job forks once and waits; Slurm still tracks, and on
+# ``scancel`` kills, the whole process tree. argv: runner.py path, task directory.
+
+JOB_MAIN = """
+import importlib.util, json, os, socket, sys, time
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("bridgehead_slurm_runner", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = runner
+spec.loader.exec_module(runner)
+wd = Path(sys.argv[2])
+runner.write_json_atomic(
+    wd / "started.json", {"started_at": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+)
+runner._install_hooks()
+run = json.loads((wd / runner.RUN_SPEC).read_text())
+tool, load_error = None, None
+try:
+    tool = runner.load_tool(run["app_raw"], wd / "app-cache")
+except Exception as exc:
+    load_error = str(exc)
+pid = os.fork()
+if pid == 0:
+    runner.run_child(wd, tool, load_error)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
 
 
-def run_job(workdir: Path) -> int:
-    """Run the task with the local engine's runner (cwltool in-process) and return its exit status.
-
-    The runner's ``run_child`` expects to be a forked child that may ``setsid()`` (a batch script can
-    already lead its process group, where ``setsid`` fails), so fork once and wait: the job's exit status
-    is the runner's, and Slurm still tracks, and on ``scancel`` kills, the whole process tree.
-    """
-    from bridgehead.engines import runner
-
-    write_json_atomic(
-        workdir / "started.json",
-        {"started_at": time.time(), "host": socket.gethostname(), "pid": os.getpid()},
-    )
-    runner._install_hooks()  # job/step recording into progress.json and result.json
-    spec = json.loads((workdir / runner.RUN_SPEC).read_text())
-    tool: Any = None
-    load_error: str | None = None
-    try:
-        tool = runner.load_tool(spec["app_raw"], workdir / "app-cache")
-    except Exception as exc:  # the runner turns this into a failed result naming the reason
-        load_error = str(exc)
-    pid = os.fork()
-    if pid == 0:
-        runner.run_child(workdir, tool, load_error)  # never returns
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-if __name__ == "__main__":
-    sys.exit(run_job(Path(sys.argv[1]).resolve()))
+def job_script(python: str, workdir: Path) -> str:
+    runner_py = Path(__file__).resolve().with_name("runner.py")
+    args = " ".join(shlex.quote(a) for a in (python, "-c", JOB_MAIN, str(runner_py), str(workdir)))
+    return f"#!/bin/sh\nexec {args}\n"
