@@ -288,12 +288,16 @@ class Dispatcher:
         return self._record(statuses)
 
     def _record(self, statuses: dict[str, RunStatus]) -> bool:
-        """Store progress and finish ended runs, a few per transaction so API writes are not held up."""
+        """Store progress and finish ended runs, a few per transaction so API writes are not held up.
+
+        Parents of the children finished in a chunk are rolled up in the same transaction, so a
+        reader never sees all children ended while their parent still says RUNNING.
+        """
         finished = {k: v for k, v in statuses.items() if v.state in ("completed", "failed", "aborted")}
         ids = list(statuses)
-        touched: set[str] = set()
         for start in range(0, len(ids), RECORD_CHUNK):
             chunk = ids[start : start + RECORD_CHUNK]
+            touched: set[str] = set()
             with self.db.write() as s:
                 tasks = list(s.scalars(select(Task).where(Task.id.in_(chunk))))
                 keep = execution.preload(s, [t for t in tasks if t.id in finished])  # noqa: F841  # see preload
@@ -304,12 +308,10 @@ class Dispatcher:
                     self._finish_one(s, task, finished[task.id])
                     if task.parent_id:
                         touched.add(task.parent_id)
+                self._rollup(s, touched)
             for task_id in chunk:
                 if task_id in finished:
                     self.inflight.pop(task_id, None)
-        if touched:
-            with self.db.write() as s:
-                self._rollup(s, touched)
         return bool(finished)
 
     def _finish_one(self, s: Any, task: Task, status: RunStatus) -> None:
