@@ -159,6 +159,8 @@ def serve(
         proxy_headers=False,
         loop="auto",
         http="auto",
+        # Idle keep-alive clients must not hold a SIGTERM'd server open for the default 30 s.
+        timeout_graceful_shutdown=5,
         **ssl,
     )
 

@@ -50,6 +50,8 @@ class Dispatcher:
         # task id -> (cores, memory MiB, engine handle or None): runs this dispatcher owns.
         self.inflight: dict[str, tuple[int, int, dict[str, Any] | None]] = {}
         self._stop = threading.Event()
+        # Set by the API after it queues or aborts work, so the loop does not sleep out its interval.
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -61,6 +63,7 @@ class Dispatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -75,7 +78,12 @@ class Dispatcher:
                 fast = self.interval
                 if self.inflight:
                     fast = getattr(self.engine, "poll_interval", self.interval)
-                self._stop.wait(min(self.interval, fast))
+                self._wake.wait(min(self.interval, fast))
+                self._wake.clear()
+
+    def wake(self) -> None:
+        """Start the next pass now (called after a request queued, aborted or cloned-and-ran a task)."""
+        self._wake.set()
 
     def tick(self) -> bool:
         """One pass over every kind of work; True when something happened (loop again at once)."""
@@ -366,6 +374,14 @@ class Dispatcher:
 
     def _abort_parents(self) -> bool:
         """Batch parents in ABORTING: abort children created meanwhile, and finish once all have ended."""
+        # Look first with a read transaction: an idle tick must not take SQLite's write lock (it would
+        # queue every API write behind the dispatcher five times a second).
+        with self.db.read() as s:
+            if (
+                s.scalar(select(Task.id).where(Task.status == ABORTING, Task.batch.is_(True)).limit(1))
+                is None
+            ):
+                return False
         with self.db.write() as s:
             parents = list(
                 s.scalars(select(Task).where(Task.status == ABORTING, Task.batch.is_(True)).limit(50))
