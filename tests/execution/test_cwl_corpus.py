@@ -46,7 +46,7 @@ def test_corpus_passes_under_cwltest(server: EmbeddedServer, tmp_path: Path) -> 
         [
             str(BIN / "cwltest"),
             "--test",
-            str(CWL / "corpus.cwltest.yaml"),
+            str(CWL / "corpus.yaml"),
             "--tool",
             "bridgehead-cwl-runner",
             "-j2",
