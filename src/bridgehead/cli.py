@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy.orm import Session
 
 from bridgehead import __version__
 from bridgehead.config import Settings
@@ -210,6 +213,18 @@ def worker(
         raise typer.Exit(3)
 
 
+@contextmanager
+def admin_session(data_dir: Path | None, database_url: str | None) -> Iterator[Session]:
+    """A write transaction for one admin command; a domain error becomes one red line and exit 1."""
+    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        with db.write() as s:
+            yield s
+    except users.SbgErrors as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1)
+
+
 @admin.command("create-user")
 def create_user(
     username: str,
@@ -219,14 +234,8 @@ def create_user(
     database_url: DbUrl = None,
 ) -> None:
     """Create a user; its new API token is printed alone on the last line."""
-    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
-    try:
-        with db.write() as s:
-            user = users.create_user(s, username, email=email, is_admin=is_admin)
-            token = users.add_token(s, user)
-    except users.SbgErrors as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1)
+    with admin_session(data_dir, database_url) as s:
+        token = users.add_token(s, users.create_user(s, username, email=email, is_admin=is_admin))
     console.print(f"created user {username}{' (admin)' if is_admin else ''}")
     typer.echo(token)
 
@@ -234,13 +243,8 @@ def create_user(
 @admin.command("create-token")
 def create_token(username: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Add an API token to a user; printed alone on the last line."""
-    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
-    try:
-        with db.write() as s:
-            token = users.add_token(s, users.get_by_username(s, username))
-    except users.SbgErrors as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1)
+    with admin_session(data_dir, database_url) as s:
+        token = users.add_token(s, users.get_by_username(s, username))
     typer.echo(token)
 
 
@@ -270,16 +274,11 @@ def set_public(
     from bridgehead.domain import projects
     from bridgehead.domain.errors import NotFound
 
-    db = prepare(load_settings(data_dir=data_dir, database_url=database_url))
-    try:
-        with db.write() as s:
-            found = projects.find_project(s, project)
-            if found is None:
-                raise NotFound(f"Project {project} does not exist.", code=3002)
-            projects.set_public(s, found, not off)
-    except users.SbgErrors as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1)
+    with admin_session(data_dir, database_url) as s:
+        found = projects.find_project(s, project)
+        if found is None:
+            raise NotFound(f"Project {project} does not exist.", code=3002)
+        projects.set_public(s, found, not off)
     console.print(f"project {project} is now {'private' if off else 'public'}")
 
 
