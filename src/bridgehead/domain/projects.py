@@ -239,25 +239,38 @@ def list_members(
     return list(rows), total
 
 
-def _permissions(value: Any) -> dict[str, bool]:
+def check_permissions(
+    value: Any, allowed: tuple[str, ...], code: int, ignored: tuple[str, ...] = ()
+) -> dict[str, bool]:
+    """A member permissions object: known keys with strict booleans (``"yes"`` never grants anything).
+
+    Shared by project and volume members; ``ignored`` keys are dropped silently (volumes have no
+    ``execute``, but clients may still send it).
+    """
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadRequest("Member permissions must be an object.", code=3013, field="permissions")
+        raise BadRequest("Member permissions must be an object.", code=code, field="permissions")
     out: dict[str, bool] = {}
     for key, flag in value.items():
-        if key not in PERMISSIONS:
+        if key in ignored:
+            continue
+        if key not in allowed:
             raise BadRequest(
-                f"Unknown permission {key!r}; allowed: {', '.join(PERMISSIONS)}.",
-                code=3013,
+                f"Unknown permission {key!r}; allowed: {', '.join(allowed)}.",
+                code=code,
                 field=f"permissions.{key}",
             )
         if not isinstance(flag, bool):
             raise BadRequest(
-                f"Permission {key!r} must be true or false.", code=3013, field=f"permissions.{key}"
+                f"Permission {key!r} must be true or false.", code=code, field=f"permissions.{key}"
             )
         out[key] = flag
     return out
+
+
+def _permissions(value: Any) -> dict[str, bool]:
+    return check_permissions(value, PERMISSIONS, 3013)
 
 
 def add_member(

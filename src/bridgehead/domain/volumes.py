@@ -19,6 +19,7 @@ from bridgehead.config import Settings
 from bridgehead.db.base import utcnow
 from bridgehead.db.models import User
 from bridgehead.db.models.volumes import Volume, VolumeMember
+from bridgehead.domain import projects
 from bridgehead.domain.errors import BadRequest, Conflict, Forbidden, NotFound
 from bridgehead.domain.users import get_by_username
 from bridgehead.storage.volumes import VolumeBackend, VolumeError, backend_for
@@ -280,26 +281,7 @@ def delete_volume(session: Session, user: User, volume_id: str) -> None:
 
 
 def _permissions(value: Any) -> dict[str, bool]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest("Member permissions must be an object.", code=9011, field="permissions")
-    out: dict[str, bool] = {}
-    for key, flag in value.items():
-        if key == "execute":  # volumes have no execute permission; older clients may still send it
-            continue
-        if key not in PERMISSIONS:
-            raise BadRequest(
-                f"Unknown permission {key!r}; allowed: {', '.join(PERMISSIONS)}.",
-                code=9011,
-                field=f"permissions.{key}",
-            )
-        if not isinstance(flag, bool):
-            raise BadRequest(
-                f"Permission {key!r} must be true or false.", code=9011, field=f"permissions.{key}"
-            )
-        out[key] = flag
-    return out
+    return projects.check_permissions(value, PERMISSIONS, 9011, ignored=("execute",))
 
 
 def list_members(
