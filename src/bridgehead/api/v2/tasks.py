@@ -44,10 +44,13 @@ def _out(ctx: CtxDep, s: Any, task: Any) -> dict[str, Any]:
     return task_out(ctx.api, task, project.sbg_id)
 
 
-def _wake_dispatcher(ctx: CtxDep) -> None:
-    """After the commit: let an in-process dispatcher take the new work without waiting its interval."""
+def _wake_dispatcher(ctx: CtxDep, task: dict[str, Any]) -> None:
+    """After the commit: let an in-process dispatcher take new work without waiting its interval.
+
+    Drafts give it nothing to do, so they do not wake it (a pass per draft would cost four queries).
+    """
     dispatcher = ctx.state.extras.get("dispatcher")
-    if dispatcher is not None:
+    if dispatcher is not None and task.get("status") != "DRAFT":
         dispatcher.wake()
 
 
@@ -100,7 +103,7 @@ def create_task(
             disable_batch=qbool(batch, "batch") is False,
         )
         data = _out(ctx, s, task)
-    _wake_dispatcher(ctx)
+    _wake_dispatcher(ctx, data)
     return ctx.one(data, 201)
 
 
@@ -289,7 +292,7 @@ def task_action(
                 f"Invalid task action {action!r}; allowed: run, abort, clone.", code=7013, field="action"
             )
         data = _out(ctx, s, result)
-    _wake_dispatcher(ctx)
+    _wake_dispatcher(ctx, data)
     return ctx.one(data, 201 if action == "clone" else 200)
 
 
