@@ -92,6 +92,8 @@ class Transfer(Base):
     result_file: Mapped[str | None] = mapped_column(String(24), default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The process running it (a worker id): a restart or a take-over requeues only that owner's rows.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
     created_on: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_on: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_on: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
