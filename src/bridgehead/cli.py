@@ -184,7 +184,7 @@ def worker(
         float, typer.Option(help="seconds of silence after which a worker's tasks are taken over")
     ] = 15.0,
 ) -> None:
-    """Run only the task dispatcher (no API): several workers and API servers share one PostgreSQL."""
+    """Run the task dispatcher and volume transfers, no API (workers and API servers share a PostgreSQL)."""
     import signal
 
     from bridgehead.workers.worker import ClusterWorker, WorkerConflict, engine_problems

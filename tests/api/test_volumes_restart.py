@@ -1,8 +1,9 @@
 """A transfer interrupted by a crash is redone after restart, or failed with a reason once it has been
-tried too often: nothing stays RUNNING forever."""
+tried too often: nothing stays RUNNING forever. A transfer another live process runs is left alone."""
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ def test_running_transfers_recover_after_crash(
             body = {"source": {"volume": vid, "location": "a.txt"}, "destination": {"project": pid}}
             retry = client.post("/storage/imports", json=body).json()["id"]
             give_up = client.post("/storage/imports", json={**body, "autorename": True}).json()["id"]
+            # Run by another live process (another host's dispatcher): this restart must not touch it.
+            foreign = client.post("/storage/imports", json={**body, "autorename": True}).json()["id"]
             # A second volume deleted while its import waits: the import must fail, naming it.
             (ROOT / db_kind / "gone").mkdir()
             service2 = {"type": "local", "root": str(ROOT / db_kind / "gone")}
@@ -70,10 +73,20 @@ def test_running_transfers_recover_after_crash(
             engine = create_engine(srv.resolved_database_url, poolclass=NullPool)
             with engine.begin() as conn:
                 conn.execute(
-                    text("UPDATE transfers SET state = 'RUNNING', attempts = 1 WHERE id = :i"), {"i": retry}
+                    text(
+                        "UPDATE transfers SET state = 'RUNNING', attempts = 1, claimed_by = :me WHERE id = :i"
+                    ),
+                    {"i": retry, "me": f"{socket.gethostname()}/fake"},  # this server's own dispatcher id
                 )
                 conn.execute(
                     text("UPDATE transfers SET state = 'RUNNING', attempts = 3 WHERE id = :i"), {"i": give_up}
+                )
+                conn.execute(
+                    text(
+                        "UPDATE transfers SET state = 'RUNNING', attempts = 1, claimed_by = 'elsewhere/fake' "
+                        "WHERE id = :i"
+                    ),
+                    {"i": foreign},
                 )
             engine.dispose()
             srv.extra_args = []
@@ -84,6 +97,7 @@ def test_running_transfers_recover_after_crash(
             failed = wait(client, give_up)
             assert failed["state"] == "FAILED" and "restart" in failed["error"]["message"]
             assert failed["result"] is None
+            assert client.get(f"/storage/imports/{foreign}").json()["state"] == "RUNNING"
             lost = wait(client, orphan)
             assert (
                 lost["state"] == "FAILED"

@@ -7,9 +7,10 @@ outside any transaction and records the outcome with ``complete`` / ``fail``.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bridgehead.db.base import utcnow
@@ -253,8 +254,8 @@ def result_file(session: Session, row: Transfer) -> tuple[File, Project] | None:
 # --- used by the worker ----------------------------------------------------------------------
 
 
-def claim(session: Session) -> Transfer | None:
-    """Take the oldest PENDING row (rows locked by another server are skipped on PostgreSQL)."""
+def claim(session: Session, owner: str) -> Transfer | None:
+    """Take the oldest PENDING row for ``owner`` (rows locked by another server are skipped on PostgreSQL)."""
     row = session.scalar(
         select(Transfer)
         .where(Transfer.state == PENDING)
@@ -265,6 +266,7 @@ def claim(session: Session) -> Transfer | None:
     if row is None:
         return None
     row.state = RUNNING
+    row.claimed_by = owner
     row.started_on = utcnow()
     row.attempts = (row.attempts or 0) + 1
     session.flush()
@@ -286,16 +288,19 @@ def fail(session: Session, row: Transfer, status: int, code: int, message: str) 
     session.flush()
 
 
-def recover(session: Session) -> tuple[int, int]:
-    """After a restart: RUNNING rows go back to PENDING (both kinds are safe to redo), or FAILED once
-    they have been tried ``MAX_ATTEMPTS`` times. Returns (retried, failed)."""
+def recover(session: Session, owners: Sequence[str]) -> tuple[int, int]:
+    """RUNNING rows of ``owners`` (a restarted process's own id, or dead workers' ids) and unowned ones go
+    back to PENDING (both kinds are safe to redo), or FAILED once they have been tried ``MAX_ATTEMPTS``
+    times. Rows other live processes run are left alone. Returns (retried, failed)."""
     retried = failed = 0
-    for row in session.scalars(select(Transfer).where(Transfer.state == RUNNING)):
+    owned = or_(Transfer.claimed_by.in_(list(owners)), Transfer.claimed_by.is_(None))
+    for row in session.scalars(select(Transfer).where(Transfer.state == RUNNING, owned)):
         if (row.attempts or 0) >= MAX_ATTEMPTS:
             fail(session, row, 503, 9100, f"Interrupted by server restarts {row.attempts} times; gave up.")
             failed += 1
         else:
             row.state = PENDING
+            row.claimed_by = None
             row.started_on = None
             retried += 1
     session.flush()

@@ -11,12 +11,11 @@ def start(state: AppState) -> Any:
     """Start background loops; returns a handle for ``stop``. No loop runs with ``dispatcher`` off."""
     if not state.settings.dispatcher:
         return None
+    from bridgehead.workers.dispatcher import Dispatcher
     from bridgehead.workers.transfers import TransferWorker
 
-    state.extras["transfers"] = TransferWorker(state.db, state.settings).start()
-    from bridgehead.workers.dispatcher import Dispatcher
-
     dispatcher = Dispatcher(state.settings, state.db)
+    state.extras["transfers"] = TransferWorker(state.db, state.settings, dispatcher.worker_id).start()
     dispatcher.start()
     state.extras["dispatcher"] = dispatcher
     return {"dispatcher": dispatcher}

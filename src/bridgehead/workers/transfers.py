@@ -309,10 +309,14 @@ def _chunks(blobs: LocalBlobStore, key: str | None, size: int) -> Iterator[bytes
 
 
 class TransferWorker:
-    """``threads`` daemon threads, each claiming and running one transfer at a time."""
+    """``threads`` daemon threads, each claiming and running one transfer at a time.
 
-    def __init__(self, db: Database, settings: Settings, threads: int = 2) -> None:
+    ``owner`` is the id of the process it runs in (the dispatcher's or worker's id): claimed rows carry it,
+    and ``start`` requeues only that owner's interrupted rows, never those another live process runs."""
+
+    def __init__(self, db: Database, settings: Settings, owner: str, threads: int = 2) -> None:
         self.db = db
+        self.owner = owner
         self.blobs = store_for(settings)
         self.stop_event = threading.Event()
         self.threads = [
@@ -321,7 +325,7 @@ class TransferWorker:
 
     def start(self) -> TransferWorker:
         with self.db.write() as s:
-            retried, failed = domain.recover(s)
+            retried, failed = domain.recover(s, [self.owner])
         if retried or failed:
             log.info("transfers after restart: %d queued again, %d failed", retried, failed)
         for t in self.threads:
@@ -336,7 +340,7 @@ class TransferWorker:
 
     def _claim(self) -> str | None:
         with self.db.write() as s:
-            row = domain.claim(s)
+            row = domain.claim(s, self.owner)
             return row.id if row is not None else None
 
     def _loop(self) -> None:

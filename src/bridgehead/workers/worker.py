@@ -1,4 +1,5 @@
-"""``bridgehead worker``: the dispatcher loop alone, for clusters where API servers and workers are apart.
+"""``bridgehead worker``: the dispatcher and volume-transfer loops, for clusters where API servers (which
+then run no background work) and workers are apart.
 
 Several API processes (``bridgehead serve --no-dispatcher``) and one or more workers share one
 PostgreSQL. Safety rests on two things:
@@ -9,7 +10,8 @@ PostgreSQL. Safety rests on two things:
   ``dead_after`` is presumed dead; the first live worker to delete that row (a conditional DELETE,
   so only one wins) re-claims the dead worker's tasks and lets its engine ``recover`` them. A worker
   that finds its own row gone was declared dead while it still ran (a long stall): its tasks now
-  belong to someone else, so it stops at once instead of running them twice.
+  belong to someone else, so it stops at once instead of running them twice. The dead worker's
+  interrupted imports and exports go back to PENDING in the same transaction.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from bridgehead.db.base import utcnow
 from bridgehead.db.models.cluster import Worker as WorkerRow
 from bridgehead.db.models.tasks import ABORTING, QUEUED, RUNNING, Task
 from bridgehead.db.session import Database
+from bridgehead.domain import transfers
 from bridgehead.engines.base import Engine
+from bridgehead.workers.transfers import TransferWorker
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +163,7 @@ class ClusterWorker:
                     .values(claimed_by=self.id)
                     .execution_options(synchronize_session=False)
                 )
+                transfers.recover(s, [dead_id])  # its interrupted imports/exports are redone
             log.warning("worker %s took over %d task(s) of dead worker %s", self.id, moved.rowcount, dead_id)
             taken.append(dead_id)
         if taken:
@@ -171,6 +176,8 @@ class ClusterWorker:
         """Until ``stop_event`` is set (or we lose our registration): dispatch, heartbeat, take over."""
         self.register()
         self.dispatcher.recover()
+        # Imports and exports run here too: API servers started with --no-dispatcher never run them.
+        transfer_worker = TransferWorker(self.db, self.settings, self.id).start()
         beat = threading.Thread(target=self._heartbeat_loop, name="bridgehead-heartbeat", daemon=True)
         beat.start()
         next_check = 0.0
@@ -188,5 +195,6 @@ class ClusterWorker:
                     self.stop_event.wait(self.dispatcher.interval)
         finally:
             self.stop_event.set()
+            transfer_worker.stop()
             beat.join(self.heartbeat + 1)
         log.info("worker %s stopped", self.id)
