@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, TextClause, and_, func, select, text
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Row, String, Text, TextClause, and_, func, select, text, type_coerce
+from sqlalchemy.orm import Session
 
 from bridgehead.db.base import utcnow
 from bridgehead.db.models import File, Project, User
-from bridgehead.db.models.files import FILE, FOLDER
+from bridgehead.db.models.files import FILE, FOLDER, FolderCount
 from bridgehead.db.models.uploads import FileMetadata
 from bridgehead.domain import projects
 from bridgehead.domain.errors import BadRequest, Conflict, NotFound
@@ -252,10 +252,31 @@ def _tag_condition(session: Session, tags: list[str]) -> TextClause:
     return cond.bindparams(**{f"tag_{i}": t for i, t in enumerate(tags)})
 
 
+# The columns a listing serialises, read without building ORM objects: at 100 items a page, identity
+# map bookkeeping and attribute instrumentation cost more than the query. JSON and time columns arrive
+# as stored (SQLite: text) and are decoded by ``schemas.files.listed_out``; PostgreSQL's driver may
+# already hand back objects. The order is the one ``listed_out`` unpacks.
+METADATA = FileMetadata.__table__
+LISTED = (
+    File.id,
+    File.name,
+    File.size,
+    File.parent_id,
+    File.type,
+    type_coerce(File.created_on, String).label("created_on"),
+    type_coerce(File.modified_on, String).label("modified_on"),
+    File.origin_task,
+    type_coerce(File.storage, Text).label("storage"),
+    type_coerce(File.metadata_, Text).label("metadata_"),
+    type_coerce(File.tags, Text).label("tags"),
+)
+
+
 def list_children(
     session: Session, folder_id: str, flt: FileFilter, offset: int, limit: int, after: str | None = None
-) -> tuple[list[File], int]:
-    """One page of a folder's direct children matching ``flt`` (names OR, tags OR, metadata keys AND).
+) -> tuple[list[Row[*tuple[Any, ...]]], int]:
+    """One page of a folder's direct children matching ``flt`` (names OR, tags OR, metadata keys AND),
+    as rows of ``LISTED`` for ``schemas.files.listed_out``.
 
     ``after`` (a name) pages by key instead of offset, for the continuation-token calls.
     """
@@ -269,33 +290,42 @@ def list_children(
     # Metadata filters drive the query from the (key, value, file_id) index, joined per key: the join
     # form lets SQLite start from the few matching index entries instead of scanning the folder.
     count_q = select(func.count()).select_from(File)
-    rows_q = select(File)
-    for key, values in flt.metadata.items():
-        meta = aliased(FileMetadata)
-        on = and_(meta.file_id == File.id, meta.key == key, meta.value.in_(values))
+    rows_q = select(*LISTED)
+    for n, (key, values) in enumerate(flt.metadata.items()):
+        meta = METADATA.alias(f"meta_{n}")  # a Core alias: the ORM's ``aliased`` adapts every column
+        on = and_(meta.c.file_id == File.id, meta.c.key == key, meta.c.value.in_(values))
         count_q, rows_q = count_q.join(meta, on), rows_q.join(meta, on)
     # Names are unique within a folder, so ordering by name alone is stable and walks the index. With
     # metadata joins the matches are few: ``name || ''`` keeps SQLite from walking the whole folder in
     # name order just to avoid sorting them.
     order = File.name + "" if flt.metadata else File.name
     page_q = rows_q.where(*conds) if after is None else rows_q.where(*conds, File.name > after)
-    rows = list(session.scalars(page_q.order_by(order).offset(offset).limit(limit)))
+    rows = list(session.execute(page_q.order_by(order).offset(offset).limit(limit)))
     if after is None and (0 < len(rows) < limit or (offset == 0 and not rows)):
         return rows, offset + len(rows)  # a partial page tells the total without counting
+    if len(conds) == 1 and not flt.metadata:
+        return rows, child_count(session, folder_id)
     return rows, session.scalar(count_q.where(*conds)) or 0
+
+
+def child_count(session: Session, folder_id: str) -> int:
+    """A folder's number of direct children, from the trigger-kept ``folder_counts`` (no row: none)."""
+    return session.scalar(select(FolderCount.children).where(FolderCount.folder_id == folder_id)) or 0
 
 
 def listing_folder(
     session: Session, user: User, project_id: str | None, parent_id: str | None
-) -> tuple[File, projects.Access]:
-    """The folder ``GET /files`` lists: a project's root or a folder (exactly one must be given)."""
+) -> tuple[str, projects.Access]:
+    """The id of the folder ``GET /files`` lists: a project's root or a folder (exactly one must be
+    given). A project's root is not loaded: its id is all a listing needs."""
     if project_id and parent_id:
         raise BadRequest("Give either 'project' or 'parent', not both.", code=5031, field="parent")
     if parent_id:
-        return folder(session, user, parent_id, "read", "parent")
+        found, acc = folder(session, user, parent_id, "read", "parent")
+        return found.id, acc
     if project_id:
         acc = projects.access(session, user, project_id, "read")
-        return root_folder(session, acc.project), acc
+        return acc.project.root_folder, acc
     raise BadRequest("Query parameter 'project' or 'parent' is required.", code=5029, field="project")
 
 

@@ -17,7 +17,7 @@ from bridgehead.api.urls import with_query
 from bridgehead.db.models import File
 from bridgehead.domain import files, transfer_urls
 from bridgehead.domain.errors import BadRequest, NotFound, SbgError
-from bridgehead.schemas.files import CopyBody, FileUpdate, FolderCreate, MoveBody, file_out
+from bridgehead.schemas.files import CopyBody, FileUpdate, FolderCreate, MoveBody, file_out, listed_out
 from bridgehead.storage.blobs import store_for
 
 router = APIRouter(tags=["files"])
@@ -55,8 +55,8 @@ def list_files(
     flt = _filter_from(request)
     with ctx.db.read() as s:
         where, acc = files.listing_folder(s, ctx.user, project, parent)
-        rows, total = files.list_children(s, where.id, flt, page.offset, page.limit)
-        items = [file_out(ctx.api, f, acc.project.sbg_id) for f in rows]
+        rows, total = files.list_children(s, where, flt, page.offset, page.limit)
+        items = [listed_out(ctx.api, f, acc.project.sbg_id) for f in rows]
     return ctx.page(items, total, page)
 
 
@@ -71,14 +71,14 @@ def _decode_token(token: str | None) -> str | None:
 
 
 def _scroll(
-    ctx: CtxDep, request: Request, where: File, project_id: str, token: str | None, limit: int
+    ctx: CtxDep, request: Request, where: str, project_id: str, token: str | None, limit: int
 ) -> Response:
     flt = _filter_from(request)
     if flt.metadata:
         raise BadRequest("Metadata filters cannot be combined with a continuation token.", field="metadata")
     with ctx.db.read() as s:
-        rows, total = files.list_children(s, where.id, flt, 0, limit, after=_decode_token(token))
-        items = [file_out(ctx.api, f, project_id) for f in rows]
+        rows, total = files.list_children(s, where, flt, 0, limit, after=_decode_token(token))
+        items = [listed_out(ctx.api, f, project_id) for f in rows]
     path = ctx.api + request.url.path.removeprefix("/v2")
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
     links = []
@@ -158,7 +158,7 @@ def list_folder(file_id: str, request: Request, ctx: CtxDep, page: PageDep) -> R
     with ctx.db.read() as s:
         where, acc = files.folder(s, ctx.user, file_id, "read", "id")
         rows, total = files.list_children(s, where.id, flt, page.offset, page.limit)
-        items = [file_out(ctx.api, f, acc.project.sbg_id) for f in rows]
+        items = [listed_out(ctx.api, f, acc.project.sbg_id) for f in rows]
     return ctx.page(items, total, page)
 
 
@@ -168,7 +168,7 @@ def scroll_folder(
 ) -> Response:
     with ctx.db.read() as s:
         where, acc = files.folder(s, ctx.user, file_id, "read", "id")
-    return _scroll(ctx, request, where, acc.project.sbg_id, token, page.limit)
+    return _scroll(ctx, request, where.id, acc.project.sbg_id, token, page.limit)
 
 
 @router.get("/files/{file_id}/metadata", summary="A file's metadata")

@@ -39,3 +39,17 @@ class File(Base):
     @property
     def is_folder(self) -> bool:
         return self.type == FOLDER
+
+
+class FolderCount(Base):
+    """How many direct children a folder has: the unfiltered total of a listing without a COUNT over
+    the folder (tens of milliseconds at 100,000 files).
+
+    Kept by database triggers on ``files`` (migration 0009) in the writer's own transaction, so every
+    writer (ORM, bulk inserts, cascades) keeps it exact. A folder without children has no row.
+    """
+
+    __tablename__ = "folder_counts"
+
+    folder_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    children: Mapped[int] = mapped_column(BigInteger)
