@@ -24,22 +24,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlparse
 
 import httpx
 import yaml
 
+from bridgehead.cwljob import (
+    UNSUPPORTED,
+    RunnerError,
+    add_job_requirements,
+    inline_file_objects,
+    local_path,
+    main_process,
+    pack_tool,
+    short,
+    static_patterns,
+    tool_location,
+    with_secondaries,
+)
+
 log = logging.getLogger("bridgehead.cwlrunner")
 
-UNSUPPORTED = 33
 TERMINAL = ("COMPLETED", "FAILED", "ABORTED")
 UNSUPPORTED_HINTS = ("Unsupported requirement", "DockerRequirement", "is not supported")
-
-
-class RunnerError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # --- arguments -------------------------------------------------------------------------------------
@@ -69,48 +75,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         log.debug("ignoring options %s", unknown)
     return args
-
-
-# --- the CWL side ----------------------------------------------------------------------------------
-
-
-def pack_tool(path: str) -> dict[str, Any]:
-    """One self-contained document (steps embedded), as ``cwltool --pack`` would print it."""
-    from cwltool.context import LoadingContext
-    from cwltool.load_tool import fetch_document, resolve_and_validate_document
-    from cwltool.pack import pack
-
-    logging.getLogger("cwltool").setLevel(logging.WARNING)  # its import set INFO ("Resolved ...")
-    lc = LoadingContext()
-    lc, workflowobj, uri = fetch_document(path, lc)
-    lc, uri = resolve_and_validate_document(lc, workflowobj, uri)
-    packed: dict[str, Any] = json.loads(json.dumps(pack(lc, uri), default=str))
-    graph = packed.get("$graph", [])
-    if len(graph) == 1:
-        return dict(graph[0])
-    return packed
-
-
-def main_process(doc: dict[str, Any]) -> dict[str, Any]:
-    for proc in doc.get("$graph", [doc]):
-        if proc.get("id") in ("#main", "main") or "$graph" not in doc:
-            return dict(proc)
-    return dict(doc["$graph"][0])
-
-
-def short(ident: str) -> str:
-    return ident.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
-
-
-def local_path(value: dict[str, Any], base: Path) -> Path | None:
-    raw = value.get("location") or value.get("path")
-    if not isinstance(raw, str):
-        return None
-    if raw.startswith("file://"):
-        return Path(unquote(urlparse(raw).path))
-    if "://" in raw:
-        raise RunnerError(f"Only local files can be uploaded, not {raw}")
-    return (base / raw).resolve()
 
 
 # --- the API side ----------------------------------------------------------------------------------
@@ -351,27 +315,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raw = pack_tool(args.tool)
     job, base = job_inputs(args)
     proc = main_process(raw)
-    tool_dir = Path(args.tool).resolve().parent
+    add_job_requirements(proc, job)
+    inline_file_objects(raw)
+    tool_file = tool_location(args.tool)[1]
+    tool_dir = tool_file.parent
     with server() as (url, token, verify):
         client = Client(url, token, verify)
         project = client.call("POST", "/projects", json={"name": f"cwl-runner {uuid.uuid4().hex[:10]}"})
         client.project = project["id"]
-        app_name = "".join(c if c.isalnum() else "-" for c in Path(args.tool).stem.lower())[:40] or "app"
+        app_name = "".join(c if c.isalnum() else "-" for c in tool_file.stem.lower())[:40] or "app"
         installed = client.call("POST", f"/apps/{project['id']}/{app_name}/raw", json=raw)
         app_id = installed.get("sbg:id") or f"{project['id']}/{app_name}/0"
         uploader = Uploader(client, client.folder("inputs"))
+        params = {short(str(p.get("id", ""))): p for p in proc.get("inputs", [])}
         inputs: dict[str, Any] = {}
         for key, value in job.items():
-            inputs[short(key)] = uploader.value(value, base)
-        for param in proc.get("inputs", []):
-            pid = short(str(param.get("id", "")))
+            patterns = static_patterns(params.get(short(key), {}))
+            inputs[short(key)] = uploader.value(with_secondaries(value, patterns, base), base)
+        for pid, param in params.items():
             default = param.get("default")
             if pid not in inputs and isinstance(default, (dict, list)) and _has_files(default):
-                inputs[pid] = uploader.value(default, tool_dir)
+                value = with_secondaries(default, static_patterns(param), tool_dir)
+                inputs[pid] = uploader.value(value, tool_dir)
         body = {
             "project": project["id"],
             "app": app_id,
-            "name": f"cwl-runner {Path(args.tool).name}",
+            "name": f"cwl-runner {tool_file.name}",
             "inputs": inputs,
         }
         task = client.call("POST", "/tasks", params={"action": "run"}, json=body)

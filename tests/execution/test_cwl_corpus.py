@@ -62,7 +62,7 @@ def test_corpus_passes_under_cwltest(server: EmbeddedServer, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
     cases = suite.findall(".//testcase")
-    assert len(cases) == 10
+    assert len(cases) == 15
     assert [
         c.get("name") for c in cases if c.find("failure") is not None or c.find("skipped") is not None
     ] == []
