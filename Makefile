@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench install install-test services openapi clean
+.PHONY: run test lint bench install install-test services openapi clean conformance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: install-test
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || true
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The official CWL v1.2 conformance suite through bridgehead-cwl-runner (docs/conformance.md). The suite
+# is not part of the project: CWL_SUITE names a checkout of common-workflow-language/cwl-v1.2.
+conformance: install-test
+	bash scripts/cwl-conformance.sh "$(CWL_SUITE)" $(CWLTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .bridgehead .pytest_cache .mypy_cache .ruff_cache .test-env
