@@ -14,6 +14,7 @@ default so cwltool can wait for its tools.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -225,6 +226,97 @@ def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | 
     return tool
 
 
+# --------------------------------------------------------------------------------------------------
+# Parsed CWL schemas saved between processes (slurm jobs)
+#
+# A fresh process spends about 2.5 s of CPU in ruamel parsing cwltool's metaschemas before it can load
+# the first tool (``cwltool.process.get_schema`` per cwlVersion plus schema-salad's own metaschema);
+# the supervisor pays that once, but each slurm job is a new process. The parsed schemas pickle to about
+# 1 MB and load in ~50 ms, so the first job on a work directory saves them and later jobs restore them.
+# The file lives in the work directory, which is as trusted as the job script the job runs from there.
+
+
+def _register_normdict_pickling() -> None:
+    """schema-salad's ``NormDict`` cannot unpickle by default (it sets items before its normaliser)."""
+    import copyreg
+
+    from schema_salad.ref_resolver import NormDict
+
+    def reduce(d: Any) -> Any:
+        return NormDict, (d.normalize,), None, None, iter(dict.items(d))
+
+    copyreg.pickle(NormDict, reduce)
+
+
+def schema_cache_file(directory: Path) -> Path:
+    """The cache file for this interpreter, cwltool and schema-salad (a reinstall gives a new name)."""
+    import cwltool.process
+    import schema_salad._version
+
+    stamp = os.stat(cwltool.process.__file__).st_mtime_ns
+    key = f"{sys.version}|{cwltool.process.__file__}|{stamp}|{schema_salad._version.__version__}"
+    return directory / f"cwl-schemas-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
+
+
+def _restore_schemas(path: Path) -> set[str]:
+    """Install the schemas saved in ``path`` into cwltool's cache; the cwlVersions restored."""
+    import pickle
+
+    import cwltool.process
+    import schema_salad.schema
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return set()
+    try:
+        _register_normdict_pickling()
+        schemas, metaschema = pickle.loads(data)  # written by our own jobs (see above)
+    except Exception as exc:  # a truncated or foreign file: parse the slow way, the save replaces it
+        log.warning("ignoring unreadable CWL schema cache %s: %s", path, exc)
+        return set()
+    for version, entry in schemas.items():
+        cwltool.process.SCHEMA_CACHE.setdefault(version, entry)
+    if schema_salad.schema.cached_metaschema is None:
+        schema_salad.schema.cached_metaschema = metaschema
+    return set(schemas)
+
+
+def prepare_schemas(directory: Path, raw: dict[str, Any]) -> None:
+    """Have the schemas ``raw`` needs parsed before loading it: restored from ``directory`` when an
+    earlier job saved them, else parsed here and saved (before any tool load touches the loaders)."""
+    import pickle
+
+    import cwltool.process
+    import schema_salad.schema
+
+    path = schema_cache_file(directory)
+    restored = _restore_schemas(path)
+    # Loading a tool asks for its own cwlVersion and, for File/Directory/Any, v1.0's.
+    wanted = {"v1.0", str(raw.get("cwlVersion", "v1.0"))}
+    missing = wanted - set(cwltool.process.SCHEMA_CACHE)
+    if not missing and schema_salad.schema.cached_metaschema is not None:
+        return
+    schema_salad.schema.get_metaschema()
+    for version in missing:
+        try:
+            cwltool.process.get_schema(version)
+        except Exception:  # not a version cwltool knows: the tool load reports it properly
+            continue
+    schemas = dict(cwltool.process.SCHEMA_CACHE)
+    if not set(schemas) - restored:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _register_normdict_pickling()
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(pickle.dumps((schemas, schema_salad.schema.cached_metaschema), protocol=5))
+        os.replace(tmp, path)
+    except Exception as exc:  # only a missed speed-up: the next job parses and tries again
+        tmp.unlink(missing_ok=True)
+        log.warning("could not save the CWL schema cache %s: %s", path, exc)
+
+
 def _docker_uses(node: Any, found: dict[str, bool]) -> None:
     """Record whether DockerRequirement appears as a hint and/or a requirement anywhere in the document."""
     if isinstance(node, dict):
@@ -426,10 +518,21 @@ def _run(workdir: Path, spec: dict[str, Any], tool: Any, load_error: str | None,
 # The supervisor loop
 
 
+def _preload() -> None:
+    """Import now what every runner would otherwise import after the fork, on its way to the tool."""
+    import cwltool.context
+    import cwltool.errors
+    import cwltool.executors
+    import schema_salad.ref_resolver
+
+    del cwltool, schema_salad
+
+
 def serve(cache_dir: Path) -> None:
     """Read run requests from stdin until it closes (the server went away); fork one runner per request."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     _install_hooks()
+    _preload()
     out = sys.stdout
     out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     out.flush()
@@ -448,6 +551,10 @@ def serve(cache_dir: Path) -> None:
                 load_error = str(exc)
             sys.stdout.flush()
             sys.stderr.flush()
+            # Everything loaded so far (cwltool, schemas, cached tools) moves out of the collector's
+            # reach: a runner's collections then scan only its own objects, and do not write to (and
+            # so copy) the pages it shares with the supervisor.
+            gc.freeze()
             pid = os.fork()
             if pid == 0:
                 run_child(workdir, tool, load_error)
