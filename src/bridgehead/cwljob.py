@@ -143,6 +143,52 @@ def with_secondaries(value: Any, patterns: list[str], base: Path) -> Any:
     return {**value, "secondaryFiles": listed + extra} if extra else value
 
 
+def schema_types(proc: dict[str, Any]) -> dict[str, Any]:
+    """The named types of the process's ``SchemaDefRequirement``, by name."""
+    out: dict[str, Any] = {}
+    for req in proc.get("requirements") or []:
+        if isinstance(req, dict) and req.get("class") == "SchemaDefRequirement":
+            out.update(
+                {str(t["name"]): t for t in req.get("types") or [] if isinstance(t, dict) and "name" in t}
+            )
+    return out
+
+
+def find_secondaries(value: Any, param: dict[str, Any], types: dict[str, Any], base: Path) -> Any:
+    """``with_secondaries`` for one input, following its type into arrays and record fields (each
+    field carries its own patterns) and through unions and named types."""
+    return _find(value, param.get("type"), static_patterns(param), types, base)
+
+
+def _find(value: Any, kind: Any, patterns: list[str], types: dict[str, Any], base: Path) -> Any:
+    if isinstance(kind, str):
+        kind = types.get(kind, kind)
+    if isinstance(kind, list):  # a union: the member the value's shape fits
+        wanted = "array" if isinstance(value, list) else "record" if _is_record(value) else None
+        kind = next(
+            (
+                m
+                for m in (types.get(k, k) if isinstance(k, str) else k for k in kind)
+                if isinstance(m, dict) and m.get("type") == wanted
+            ),
+            None,
+        )
+    if isinstance(kind, dict) and kind.get("type") == "array" and isinstance(value, list):
+        return [_find(v, kind.get("items"), patterns, types, base) for v in value]
+    if isinstance(kind, dict) and kind.get("type") == "record" and _is_record(value):
+        out = dict(value)
+        for field in kind.get("fields") or []:
+            name = str(field.get("name", "")).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+            if name in out:
+                out[name] = _find(out[name], field.get("type"), static_patterns(field), types, base)
+        return out
+    return with_secondaries(value, patterns, base)
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, dict) and "class" not in value
+
+
 LITERAL_LIMIT = 1 << 20  # bytes of text a document may carry inline per file
 
 

@@ -32,14 +32,14 @@ from bridgehead.cwljob import (
     UNSUPPORTED,
     RunnerError,
     add_job_requirements,
+    find_secondaries,
     inline_file_objects,
     local_path,
     main_process,
     pack_tool,
+    schema_types,
     short,
-    static_patterns,
     tool_location,
-    with_secondaries,
 )
 
 log = logging.getLogger("bridgehead.cwlrunner")
@@ -329,13 +329,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         uploader = Uploader(client, client.folder("inputs"))
         params = {short(str(p.get("id", ""))): p for p in proc.get("inputs", [])}
         inputs: dict[str, Any] = {}
+        types = schema_types(proc)
         for key, value in job.items():
-            patterns = static_patterns(params.get(short(key), {}))
-            inputs[short(key)] = uploader.value(with_secondaries(value, patterns, base), base)
+            value = find_secondaries(value, params.get(short(key), {}), types, base)
+            inputs[short(key)] = uploader.value(value, base)
         for pid, param in params.items():
             default = param.get("default")
             if pid not in inputs and isinstance(default, (dict, list)) and _has_files(default):
-                value = with_secondaries(default, static_patterns(param), tool_dir)
+                value = find_secondaries(default, param, types, tool_dir)
                 inputs[pid] = uploader.value(value, tool_dir)
         body = {
             "project": project["id"],

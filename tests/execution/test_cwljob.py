@@ -10,9 +10,11 @@ import pytest
 from bridgehead.cwljob import (
     RunnerError,
     add_job_requirements,
+    find_secondaries,
     inline_file_objects,
     local_path,
     pack_tool,
+    schema_types,
     tool_location,
     with_secondaries,
 )
@@ -92,3 +94,25 @@ def test_document_file_objects_become_literals_but_input_defaults_stay(tmp_path:
     }
     assert binary["location"] == (tmp_path / "bin.dat").as_uri()  # not text: left for the server
     assert doc["inputs"][0]["default"] == default
+
+
+def test_secondary_files_of_record_fields_through_a_named_type(tmp_path: Path) -> None:
+    for name in ("A", "A.s2", "B", "B.s3", "C"):
+        (tmp_path / name).write_text(name)
+    record = {
+        "name": "#main/Rec",
+        "type": "record",
+        "fields": [
+            {"name": "#main/Rec/f1", "type": "File", "secondaryFiles": {"pattern": ".s2"}},
+            {"name": "#main/Rec/f2", "type": {"type": "array", "items": "File"}, "secondaryFiles": [".s3"]},
+        ],
+    }
+    proc = {"requirements": [{"class": "SchemaDefRequirement", "types": [record]}]}
+    value = {
+        "f1": {"class": "File", "location": "A"},
+        "f2": [{"class": "File", "location": "B"}, {"class": "File", "location": "C"}],
+    }
+    out = find_secondaries(value, {"type": ["null", "#main/Rec"]}, schema_types(proc), tmp_path)
+    assert [s["basename"] for s in out["f1"]["secondaryFiles"]] == ["A.s2"]
+    assert [s["basename"] for s in out["f2"][0]["secondaryFiles"]] == ["B.s3"]
+    assert "secondaryFiles" not in out["f2"][1]  # C.s3 does not exist: nothing is made up
