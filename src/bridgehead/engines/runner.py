@@ -204,6 +204,11 @@ _TOOLS: OrderedDict[str, Any] = OrderedDict()
 TOOL_CACHE_SIZE = 256
 
 
+def tool_key(raw: dict[str, Any]) -> str:
+    """The cache key of a CWL document: a digest of its content."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | None = None) -> Any:
     """Load a CWL document once per distinct content (LRU); the same loader that validated the install.
 
@@ -214,7 +219,7 @@ def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | 
     from bridgehead.domain.cwl import load_process
 
     del cache_dir
-    key = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    key = tool_key(raw)
     tool = _TOOLS.get(key)
     if tool is not None:
         _TOOLS.move_to_end(key)
@@ -405,7 +410,8 @@ def run_child(workdir: Path, tool: Any, load_error: str | None) -> None:
     rec: Recorder | None = None
     code = 1
     try:
-        os.setsid()
+        if os.getsid(0) != os.getpid():  # a spare runner is a session leader already
+            os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         logfd = os.open(workdir / ENGINE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -528,41 +534,110 @@ def _preload() -> None:
     del cwltool, schema_salad
 
 
+class _Spare:
+    """A runner forked ahead of its request: detached already, waiting on a pipe for its task directory.
+
+    Handing a request to it saves the fork (page tables of a process holding cwltool and every cached
+    tool) and the detaching from the start of a run. It serves tools the supervisor had loaded when it
+    was forked; a request for a newer one gets a freshly forked runner, and a new spare follows.
+    """
+
+    def __init__(self) -> None:
+        rfd, self.wfd = os.pipe()
+        self.tools = frozenset(_TOOLS)
+        gc.freeze()  # see serve()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.wfd)
+            _spare_main(rfd)
+        os.close(rfd)
+
+    def hand(self, workdir: Path, key: str) -> bool:
+        """Give it the run; False when it cannot take it (a tool it lacks, or it is gone)."""
+        if key not in self.tools or proc_start_time(self.pid) is None:
+            return False
+        try:
+            os.write(self.wfd, (json.dumps({"workdir": str(workdir), "key": key}) + "\n").encode())
+        except OSError:
+            return False
+        return True
+
+    def retire(self) -> None:
+        """Close its pipe: an idle spare reads end-of-file and exits."""
+        os.close(self.wfd)
+
+
+def _spare_main(rfd: int) -> None:
+    """Body of a spare: detach now, then wait for one request (or the supervisor's end) and run it."""
+    try:
+        os.setsid()
+        # Let go of the supervisor's pipes at once: a spare must not keep the server waiting on them.
+        nullfd = os.open(os.devnull, os.O_RDWR)
+        os.dup2(nullfd, 0)
+        os.dup2(nullfd, 1)
+        os.close(nullfd)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(rfd, 65536)
+            if not chunk:  # the supervisor closed the pipe or exited: nothing to run
+                os._exit(0)
+            data += chunk
+        os.close(rfd)
+        request = json.loads(data)
+        tool = _TOOLS.get(request["key"])
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    run_child(Path(request["workdir"]), tool, None if tool is not None else "the tool was not loaded")
+
+
 def serve(cache_dir: Path) -> None:
-    """Read run requests from stdin until it closes (the server went away); fork one runner per request."""
+    """Read run requests from stdin until it closes (the server went away); start one runner per request,
+    a spare forked ahead when it can take the request, else a fresh fork."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     _install_hooks()
     _preload()
     out = sys.stdout
+    spare = _Spare()
     out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     out.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
+        used_spare = False
         try:
             request = json.loads(line)
             workdir = Path(request["workdir"])
             tool: Any = None
             load_error: str | None = None
+            key = ""
             try:
                 spec = json.loads((workdir / RUN_SPEC).read_text())
+                key = tool_key(spec["app_raw"])
                 tool = load_tool(spec["app_raw"], cache_dir, spec.get("app_id"))
             except Exception as exc:
                 load_error = str(exc)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Everything loaded so far (cwltool, schemas, cached tools) moves out of the collector's
-            # reach: a runner's collections then scan only its own objects, and do not write to (and
-            # so copy) the pages it shares with the supervisor.
-            gc.freeze()
-            pid = os.fork()
-            if pid == 0:
-                run_child(workdir, tool, load_error)
+            if tool is not None and spare.hand(workdir, key):
+                pid, used_spare = spare.pid, True
+            else:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # Everything loaded so far (cwltool, schemas, cached tools) moves out of the collector's
+                # reach: a runner's collections then scan only its own objects, and do not write to
+                # (and so copy) the pages it shares with the supervisor.
+                gc.freeze()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(spare.wfd)
+                    run_child(workdir, tool, load_error)
             reply: dict[str, Any] = {"pid": pid, "start_time": proc_start_time(pid)}
         except Exception as exc:
             reply = {"error": str(exc)}
         out.write(json.dumps(reply) + "\n")
         out.flush()
+        if used_spare or not spare.tools.issuperset(_TOOLS):  # used, or missing a tool loaded since
+            spare.retire()
+            spare = _Spare()
 
 
 def main() -> None:
