@@ -137,7 +137,14 @@ def test_upload_part_errors_store_nothing(
     _err(http.get(f"/upload/multipart/{uid}"), 404, 8003)
 
 
-def test_resumed_upload_with_resent_part(http: httpx.Client, project: dict[str, Any]) -> None:
+def _blob_of(server: EmbeddedServer, data: bytes) -> Path:
+    digest = hashlib.sha256(data).hexdigest()
+    return server.data_path / "blobs" / digest[:2] / digest
+
+
+def test_resumed_upload_with_resent_part(
+    http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]
+) -> None:
     data = bytes(range(256)) * (24 * 1024)  # 6 MiB: two parts
     up = _init(http, project, "resume.bin", len(data), part_size=5 * MiB)
     uid, ps = up["upload_id"], up["part_size"]
@@ -153,9 +160,28 @@ def test_resumed_upload_with_resent_part(http: httpx.Client, project: dict[str, 
     ]
     done = _ok(http.post(f"/upload/multipart/{uid}/complete", json={"parts": parts}))
     assert done["size"] == len(data)
+    # The blob key (the SHA-256 hashed while the parts arrived) is that of the final bytes.
+    assert _blob_of(server, data).is_file()
     url = _ok(http.get(f"/files/{done['id']}/download_info"))["url"]
     with httpx.Client(verify=http._transport._pool._ssl_context) as anon:  # type: ignore[attr-defined]
         assert anon.get(url).content == data
+
+
+def test_upload_digest_follows_parts_in_any_order(
+    http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]
+) -> None:
+    """Parts hashed early and then overwritten must not leave a stale digest as the blob key."""
+    ps = 5 * MiB
+    data = b"".join(bytes([n]) * ps for n in (1, 2)) + b"tail" * 1000
+    up = _init(http, project, "ordered.bin", len(data), part_size=ps)
+    uid = up["upload_id"]
+    for n, chunk in [(3, data[2 * ps :]), (1, b"w" * ps), (2, data[ps : 2 * ps])]:
+        assert _put(http, uid, n, chunk).status_code == 200
+    time.sleep(0.5)  # let the digest catch up with the wrong part 1 before it is replaced
+    assert _put(http, uid, 1, data[:ps]).status_code == 200
+    done = _ok(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON))
+    assert done["size"] == len(data) and _blob_of(server, data).is_file()
+    assert not _blob_of(server, b"w" * ps + data[ps:]).exists()
 
 
 def test_download_ranges_and_signatures(

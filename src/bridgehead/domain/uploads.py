@@ -1,20 +1,26 @@
 """Multipart uploads: the rows that track an upload, and its bytes on disk.
 
 Signed PUTs write each part straight to its offset in one file, ``data_dir/uploads/<upload id>/data``
-(any order, in parallel, re-sendable), so the bytes are written once: completing hashes that file
-and renames it into the blob store instead of concatenating copies. The blob is made outside the
-write transaction (hashing may take seconds), so completion is three steps driven by the API layer:
-``ready_data`` (checks), ``assemble`` (bytes), ``finish`` (rows).
+(any order, in parallel, re-sendable), so the bytes are written once: completing renames that file
+into the blob store instead of concatenating copies. Its SHA-256 (the blob key) is computed while the
+upload runs (``DigestCursor``), so completing does not read a whole file back. The blob is made
+outside the write transaction, so completion is three steps driven by the API layer: ``ready_data``
+(checks), ``assemble`` (bytes), ``finish`` (rows).
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import math
+import os
 import secrets
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -219,9 +225,10 @@ def ready_data(session: Session, settings: Settings, upload: Upload, body_parts:
     return path
 
 
-def assemble(store: LocalBlobStore, path: Path) -> tuple[str, int]:
-    """Hash the data file and rename it into the blob store (no second copy of the bytes)."""
-    return store.put_file(path, move=True)
+def assemble(store: LocalBlobStore, path: Path, upload: Upload, etags: dict[int, str]) -> tuple[str, int]:
+    """Rename the data file into the blob store (no second copy of the bytes), keyed by the digest
+    the upload's ``DigestCursor`` computed, finishing whatever parts it has not hashed yet."""
+    return store.put_file(path, move=True, digest=DIGESTS.finish(upload, path, etags))
 
 
 def finish(
@@ -274,3 +281,200 @@ def abort(session: Session, user: User, upload_id: str) -> None:
 
 def remove_parts(settings: Settings, upload_id: str) -> None:
     shutil.rmtree(part_dir(settings, upload_id), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing parts, and the blob digest computed while they arrive
+
+HASH_CHUNK = 4 * 1024 * 1024
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range() -> Any:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None  # not Linux: the fsync on completion then flushes everything
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return func
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+
+
+def write_chunks(fd: int, md5: Any, chunks: list[bytes], offset: int) -> int:
+    """Hash and write received chunks at ``offset`` (run off the event loop: both release the GIL)."""
+    for chunk in chunks:
+        md5.update(chunk)
+    end = offset + sum(map(len, chunks))
+    while offset < end:
+        written = os.pwritev(fd, chunks, offset)
+        offset += written
+        if offset < end:  # a short write: drop what went out and write the rest
+            rest, skip = [], written
+            for chunk in chunks:
+                if skip >= len(chunk):
+                    skip -= len(chunk)
+                    continue
+                rest.append(chunk[skip:])
+                skip = 0
+            chunks = rest
+    return end
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a finished part to disk now (without waiting), so that the fsync on completion
+    finds little left to flush instead of a whole upload's dirty pages."""
+    if _SYNC_FILE_RANGE is not None and length > 0:
+        _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+class DigestCursor:
+    """The SHA-256 of one upload's data file, advanced part by part in order as parts arrive.
+
+    Parts land in any order; once part ``next_part`` is recorded, a background thread hashes its byte
+    range (from the page cache) and moves on. A PUT that starts on a part already hashed or being
+    hashed invalidates the cursor, and completion then checks that the ETags it hashed are those the
+    database recorded (a part re-sent through another server process), else hashes from scratch.
+    """
+
+    def __init__(self, upload: Upload, path: Path) -> None:
+        self.upload_id = upload.id
+        self.part_size = upload.part_size
+        self.size = upload.size
+        self.count = part_count(upload.size, upload.part_size)
+        self.path = path
+        self.sha = hashlib.sha256()
+        self.next_part = 1
+        self.hashed: dict[int, str] = {}
+        self.ready: dict[int, str] = {}
+        self.writing: dict[int, int] = {}
+        self.hashing: int | None = None
+        self.valid = True
+        self.running: threading.Event | None = None
+        self.lock = threading.Lock()
+
+    def _part_range(self, number: int) -> tuple[int, int]:
+        start = (number - 1) * self.part_size
+        return start, min(self.part_size, self.size - start)
+
+    def writing_part(self, number: int) -> None:
+        with self.lock:
+            self.writing[number] = self.writing.get(number, 0) + 1
+            self.ready.pop(number, None)
+            if number < self.next_part or number == self.hashing:
+                self.valid = False
+
+    def wrote_part(self, number: int, etag: str | None) -> bool:
+        """Returns True when a hashing run should start (the caller submits ``run``)."""
+        with self.lock:
+            left = self.writing.get(number, 1) - 1
+            if left:
+                self.writing[number] = left
+            else:
+                self.writing.pop(number, None)
+            if etag is not None and not left:
+                self.ready[number] = etag
+            return self._claim()
+
+    def _claim(self) -> bool:
+        if self.running is not None or not self.valid or self.next_part not in self.ready:
+            return False
+        self.running = threading.Event()
+        return True
+
+    def run(self) -> None:
+        """Hash consecutive ready parts (one run at a time, on a worker thread). The run ends under the
+        lock that ``wrote_part`` takes, so a part that becomes ready meanwhile always starts a new run."""
+        try:
+            with open(self.path, "rb") as fh:
+                while self._hash_next(fh):
+                    pass
+        except OSError:
+            with self.lock:
+                self.valid = False
+                self.hashing = None
+                self._stop()
+
+    def _stop(self) -> None:
+        done, self.running = self.running, None
+        if done is not None:
+            done.set()
+
+    def _hash_next(self, fh: BinaryIO) -> bool:
+        with self.lock:
+            number = self.next_part
+            if not self.valid or number not in self.ready or number in self.writing:
+                self._stop()
+                return False
+            etag = self.ready.pop(number)
+            self.hashing = number
+            part_sha = self.sha.copy()
+        start, length = self._part_range(number)
+        fh.seek(start)
+        while length > 0:
+            chunk = fh.read(min(HASH_CHUNK, length))
+            if not chunk:
+                break
+            part_sha.update(chunk)
+            length -= len(chunk)
+        with self.lock:
+            self.hashing = None
+            if not self.valid or length:
+                self.valid = False
+                self._stop()
+                return False
+            self.sha, self.hashed[number], self.next_part = part_sha, etag, number + 1
+            return True
+
+    def digest(self, path: Path, etags: dict[int, str]) -> str:
+        """The data file's SHA-256: the cursor's work where it still matches ``etags``, the rest read now."""
+        while True:
+            with self.lock:
+                waiting = self.running
+            if waiting is None:
+                break
+            waiting.wait()
+        with self.lock:
+            usable = self.valid and all(etags.get(n) == e for n, e in self.hashed.items())
+            sha, first = (self.sha.copy(), self.next_part) if usable else (hashlib.sha256(), 1)
+        with open(path, "rb") as fh:
+            fh.seek((first - 1) * self.part_size)
+            while chunk := fh.read(HASH_CHUNK):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+
+class DigestCursors:
+    """The cursors of this process's uploads in progress (forgotten on completion or abort)."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._cursors: dict[str, DigestCursor] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload-digest")
+
+    def get(self, upload: Upload, path: Path) -> DigestCursor:
+        with self._lock:
+            cursor = self._cursors.get(upload.id)
+            if cursor is None:
+                if len(self._cursors) >= self.LIMIT:  # abandoned uploads: drop the oldest
+                    self._cursors.pop(next(iter(self._cursors)))
+                cursor = self._cursors[upload.id] = DigestCursor(upload, path)
+            return cursor
+
+    def wrote(self, cursor: DigestCursor, number: int, etag: str | None) -> None:
+        if cursor.wrote_part(number, etag):
+            self._pool.submit(cursor.run)
+
+    def forget(self, upload_id: str) -> DigestCursor | None:
+        with self._lock:
+            return self._cursors.pop(upload_id, None)
+
+    def finish(self, upload: Upload, path: Path, etags: dict[int, str]) -> str:
+        cursor = self.forget(upload.id) or DigestCursor(upload, path)
+        return cursor.digest(path, etags)
+
+
+DIGESTS = DigestCursors()

@@ -25,7 +25,7 @@ class BlobStore(Protocol):
     """What the rest of bridgehead needs from a blob store (local disk today; S3 or a shared FS later)."""
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]: ...
-    def put_file(self, src: Path, move: bool = False) -> tuple[str, int]: ...
+    def put_file(self, src: Path, move: bool = False, digest: str | None = None) -> tuple[str, int]: ...
     def open(self, key: str) -> BinaryIO: ...
     def path(self, key: str) -> Path: ...
     def size(self, key: str) -> int: ...
@@ -73,13 +73,18 @@ class LocalBlobStore:
             tmp_path.unlink(missing_ok=True)
             raise
 
-    def put_file(self, src: Path, move: bool = False) -> tuple[str, int]:
-        """Store a local file; with ``move`` it is renamed in when on the same filesystem."""
-        sha = hashlib.sha256()
-        with open(src, "rb") as fh:
-            for chunk in iter(lambda: fh.read(CHUNK), b""):
-                sha.update(chunk)
-        digest = sha.hexdigest()
+    def put_file(self, src: Path, move: bool = False, digest: str | None = None) -> tuple[str, int]:
+        """Store a local file; with ``move`` it is renamed in when on the same filesystem.
+
+        ``digest`` is the file's SHA-256 when the caller already computed it (an upload hashes its
+        parts as they arrive), sparing a read of the whole file.
+        """
+        if digest is None:
+            sha = hashlib.sha256()
+            with open(src, "rb") as fh:
+                for chunk in iter(lambda: fh.read(CHUNK), b""):
+                    sha.update(chunk)
+            digest = sha.hexdigest()
         size = src.stat().st_size
         final = self.path(digest)
         if final.exists():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,7 +27,11 @@ router = APIRouter(tags=["uploads"])
 
 PageDep = Annotated[Page, Depends(page_params)]
 PART_KIND = "upload-part"
-WRITE_BUFFER = 1024 * 1024
+# Received chunks (tens of KiB each) are handed to a writer thread in batches of this size.
+WRITE_BATCH = 4 * 1024 * 1024
+MAX_IOVECS = 512  # below Linux's IOV_MAX (1024) for one pwritev
+# Own threads for part writes: they must not wait behind (or hold up) the request handlers' pool.
+_WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-write")
 
 
 def _flag(value: str | None) -> bool:
@@ -122,11 +128,12 @@ def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = N
     with ctx.db.read() as s:
         upload = uploads.get(s, ctx.user, upload_id)
         data_file = uploads.ready_data(s, ctx.settings, upload, body.parts if body else None)
+        etags = {p.part_number: p.etag for p in uploads.parts(s, upload_id)}
     store = store_for(ctx.settings)
     key: str | None = None
     size = 0
     if upload.size > 0:
-        key, size = uploads.assemble(store, data_file)
+        key, size = uploads.assemble(store, data_file, upload, etags)
     try:
         with ctx.db.write() as s:
             created, project, old_key = uploads.finish(s, ctx.user, upload_id, key, size)
@@ -135,6 +142,7 @@ def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = N
         with ctx.db.write() as s:
             files.collect_blobs(s, store, [key])
         raise
+    uploads.DIGESTS.forget(upload_id)
     uploads.remove_parts(ctx.settings, upload_id)
     if old_key and old_key != key:
         with ctx.db.write() as s:
@@ -146,6 +154,7 @@ def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = N
 def abort_upload(upload_id: str, ctx: CtxDep) -> Response:
     with ctx.db.write() as s:
         uploads.abort(s, ctx.user, upload_id)
+    uploads.DIGESTS.forget(upload_id)
     uploads.remove_parts(ctx.settings, upload_id)
     return ctx.no_content()
 
@@ -201,34 +210,55 @@ async def put_part(
         )
     path = uploads.data_path(settings, upload_id)
     path.parent.mkdir(parents=True, exist_ok=True)
+    cursor = uploads.DIGESTS.get(upload, path)
+    cursor.writing_part(part_number)
     md5 = hashlib.md5(usedforsecurity=False)
-    offset = uploads.part_offset(upload, part_number)
+    start = offset = uploads.part_offset(upload, part_number)
     got = 0
-    buf = bytearray()
+    batch: list[bytes] = []
+    batched = 0
+    # md5 and the writes run on a worker thread (both release the GIL) while the event loop goes on
+    # decrypting and parsing: one batch in flight per request keeps the md5 in order.
+    pending: Future[int] | None = None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    etag: str | None = None
     try:
         async for chunk in request.stream():
             got += len(chunk)
             if got > want:
                 break
-            md5.update(chunk)
-            buf += chunk
-            if len(buf) >= WRITE_BUFFER:
-                offset += os.pwrite(fd, buf, offset)
-                buf.clear()
-        if buf and got <= want:
-            os.pwrite(fd, buf, offset)
+            if chunk:
+                batch.append(chunk)
+                batched += len(chunk)
+            if batched >= WRITE_BATCH or len(batch) >= MAX_IOVECS:
+                if pending is not None:
+                    offset = await asyncio.wrap_future(pending)
+                pending = _WRITERS.submit(uploads.write_chunks, fd, md5, batch, offset)
+                batch, batched = [], 0
+        if pending is not None:
+            offset = await asyncio.wrap_future(pending)
+        if batch and got <= want:
+            offset = await run_in_threadpool(uploads.write_chunks, fd, md5, batch, offset)
+        if got == want:
+            await run_in_threadpool(uploads.start_writeback, fd, start, want)
+            etag = md5.hexdigest()
     finally:
+        if pending is not None:
+            wait([pending])  # at most one batch: the descriptor must outlive its write
         os.close(fd)
-    if got != want:
+        if etag is None:
+            uploads.DIGESTS.wrote(cursor, part_number, None)
+    if etag is None:
         await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, None)
         raise BadRequest(
             f"Part {part_number} must be {want} bytes, got {'more' if got > want else got}.",
             code=8014,
             field="part_number",
         )
-    etag = md5.hexdigest()
-    if not await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, etag):
+    recorded = await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, etag)
+    uploads.DIGESTS.wrote(cursor, part_number, etag if recorded else None)
+    if not recorded:
+        uploads.DIGESTS.forget(upload_id)
         uploads.remove_parts(settings, upload_id)
         raise NotFound(f"Upload {upload_id} was completed or aborted meanwhile.", code=8003)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
