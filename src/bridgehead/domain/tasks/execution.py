@@ -18,8 +18,9 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
-from bridgehead.db.base import new_uuid, utcnow
+from bridgehead.db.base import new_file_id, new_uuid, utcnow
 from bridgehead.db.models import AppRevision, File, Project, User
+from bridgehead.db.models.files import FILE, FOLDER
 from bridgehead.db.models.tasks import ABORTED, COMPLETED, FAILED, QUEUED, RUNNING, Task
 from bridgehead.domain import files
 from bridgehead.domain.errors import SbgError
@@ -305,6 +306,131 @@ def finish(
         return
     _export(session, task, ingested.placed, targets)
     rules.transition(task, COMPLETED, prices=prices, output_bytes=ingested.total_bytes)
+
+
+def plain_location(task: Task) -> bool:
+    """True when every output of the task lands in its default folder (no output_location set)."""
+    loc = task.output_location or {}
+    nodes = loc.get("nodes_location") or {}
+    return not loc.get("main_location") and not any((n or {}).get("output_location") for n in nodes.values())
+
+
+def finish_many(
+    session: Session, blobs: BlobStore, items: list[tuple[Task, RunStatus]], prices: pricing.PriceTable
+) -> list[Task]:
+    """``finish`` for many runs at once, creating their folders and log files in one flush.
+
+    Finishing one task at a time costs about ten round trips (a lookup and an insert for the output
+    folder, its ``.logs`` folder and each log file); here the name lookups are one query and the
+    inserts one statement. It covers the common shape: runs without an ``output_location`` whose
+    default folder name is still free. Every other task is returned untouched, for ``finish``.
+    The rows written are the ones ``finish`` writes (same names, same autorename of clashing logs).
+    """
+    left: list[Task] = []
+    named: list[tuple[Task, RunStatus, Project, str]] = []
+    for task, status in items:
+        if status.state == "aborted" or task.abort_requested or not plain_location(task):
+            left.append(task)
+            continue
+        project = session.get(Project, task.project_id)
+        assert project is not None
+        # The name ``locations.default_folder`` gives (``project_folder`` applies ``safe`` once more).
+        name = locations.safe(f"{locations.safe(task.name)}_{task.id[:8]}")
+        try:
+            named.append((task, status, project, files.check_name(name)))
+        except SbgError:
+            left.append(task)
+    if not named:
+        return left
+    roots = {p.root_folder for _, _, p, _ in named}
+    taken = set(
+        session.execute(
+            select(File.parent_id, File.name).where(
+                File.parent_id.in_(roots), File.name.in_({n for *_, n in named})
+            )
+        ).tuples()
+    )
+    now = utcnow()
+    placed: list[tuple[Task, RunStatus, Project, str, dict[str, dict[str, str]]]] = []
+    new_rows: list[dict[str, Any]] = []
+    for task, status, project, name in named:
+        if (project.root_folder, name) in taken:  # a folder of that name exists: the careful path
+            left.append(task)
+            continue
+        taken.add((project.root_folder, name))
+        made = _row(project, project.root_folder, name, now)
+        new_rows.append(made)
+        logs: dict[str, dict[str, str]] = {}
+        logs_folder: dict[str, Any] | None = None
+        used: set[str] = set()
+        for job in status.jobs:
+            for log_name, path in job.logs.items():
+                p = Path(path)
+                if not p.is_file():
+                    continue
+                if logs_folder is None:
+                    logs_folder = _row(project, made["id"], ".logs", now)
+                    new_rows.append(logs_folder)
+                key, size = blobs.put_file(p)
+                wanted = files.check_name(f"{job.name}.{log_name}")
+                file_name, n = wanted, 0
+                while file_name in used:  # the platform's autorename, as files.free_name does it
+                    n += 1
+                    file_name = f"_{n}_{wanted}"
+                used.add(file_name)
+                row = _row(project, logs_folder["id"], file_name, now, FILE)
+                row.update(size=size, blob_key=key if size else None, origin_task=task.id)
+                new_rows.append(row)
+                logs.setdefault(job.name, {})[log_name] = row["id"]
+        placed.append((task, status, project, made["id"], logs))
+    # One multi-row INSERT through Core (every row has the same columns): ORM objects cost more to
+    # build than the insert itself, and these rows carry no metadata for the ORM's metadata index.
+    session.flush()
+    session.execute(insert(cast(Table, File.__table__)), new_rows)
+    for task, status, project, folder_id, logs in placed:
+        if status.started_at and task.start_time is None:
+            task.start_time = datetime.fromtimestamp(status.started_at, UTC)
+        task.output_folder = folder_id
+        task.jobs = jobs_json(status.jobs, logs)
+        if status.state != "completed":
+            rules.transition(task, FAILED, message=status.message or "Failed", prices=prices)
+            continue
+        summary = summary_of(session, task)
+        if not status.outputs and not summary.get("outputs"):
+            task.outputs = {}  # nothing to ingest, nothing required
+            rules.transition(task, COMPLETED, prices=prices)
+            continue
+        folder = session.get(File, folder_id)
+        assert folder is not None
+        target = locations.Target(folder)
+        targets = {str(o.get("id")): target for o in summary.get("outputs", [])}
+        got = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
+        task.outputs = got.outputs
+        if got.missing:
+            message = "Required output(s) not produced: " + ", ".join(got.missing) + "."
+            rules.transition(task, FAILED, message=message, prices=prices, output_bytes=got.total_bytes)
+            continue
+        rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes)
+    return left
+
+
+def _row(project: Project, parent_id: str, name: str, now: datetime, kind: str = FOLDER) -> dict[str, Any]:
+    """A ``files`` row as ``files.make_folder`` / ``files.place_file`` would write it."""
+    return {
+        "id": new_file_id(),
+        "project_id": project.id,
+        "parent_id": parent_id,
+        "name": name,
+        "type": kind,
+        "size": 0,
+        "blob_key": None,
+        "origin_task": None,
+        "metadata": {},
+        "tags": [],
+        "storage": {"type": "PLATFORM"},
+        "created_on": now,
+        "modified_on": now,
+    }
 
 
 def fail(task: Task, message: str, prices: pricing.PriceTable) -> None:
