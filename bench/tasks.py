@@ -3,6 +3,11 @@
 Prints creations/s, the time until everything is COMPLETED, how long the batch took to expand into
 children, the p99 of ``GET /tasks/{id}`` while the load runs (against an idle baseline measured first),
 and the server's RSS. Ends with one JSON line. Scale with BENCH_TASKS, BENCH_BATCH, BENCH_CLIENTS.
+
+When ``wrk`` is installed, the creations are POSTed by wrk (a C load generator, with a Lua script that
+names every task differently and stops after exactly the requested number of answers): eight Python
+client threads on two shared cores are themselves the ceiling well below the server's. Otherwise Python
+threads post them. A second, light Python client probes ``GET /tasks/{id}`` throughout.
 """
 
 from __future__ import annotations
@@ -10,9 +15,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shutil
+import signal
 import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +46,34 @@ TASKS = int(os.environ.get("BENCH_TASKS", "1000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 DRAFTS = int(os.environ.get("BENCH_DRAFTS", "200"))
+USE_WRK = shutil.which("wrk") is not None and os.environ.get("BENCH_WRK", "1") != "0"
+
+# One Lua state per wrk thread: each names its tasks "<prefix><thread>-<n>" and stops the thread after
+# its share of answers, so that exactly the requested number of requests is timed.
+WRK_SCRIPT = """
+local threads, counter = {}, 1
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+local sent, answered = 0, 0
+failed = 0
+function request()
+  sent = sent + 1
+  return wrk.format("POST", PATH, nil, string.format(BODY, tid, sent))
+end
+function response(status, headers, body)
+  answered = answered + 1
+  if status ~= 201 then failed = failed + 1 end
+  if answered >= LIMIT then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("failed") end
+  io.write(string.format("FAILED %d\\n", bad))
+end
+"""
 
 
 def add_files(server: EmbeddedServer, project: str, count: int) -> list[str]:
@@ -107,6 +145,46 @@ class Prober(threading.Thread):
             time.sleep(0.005)
 
 
+def wrk_post(
+    server: EmbeddedServer, path: str, body: str, total: int, connections: int, created: Any
+) -> tuple[float, int]:
+    """(creations/s, non-201 answers) for ``total`` POSTs of ``body`` (a Lua format: thread, counter).
+
+    wrk runs for a fixed duration, so its threads stop sending after their share and the clock stops
+    when ``created()`` (the server's count of new tasks) reaches ``total``; then wrk is interrupted and
+    reports the failures.
+    """
+    threads = 2 if total >= 2 and connections >= 2 else 1
+    lua = "\n".join(
+        [
+            f"PATH = {json.dumps(path)}",
+            f"BODY = {json.dumps(body)}",
+            f"LIMIT = {total // threads}",
+            'wrk.headers["Content-Type"] = "application/json"',
+            f'wrk.headers["X-SBG-Auth-Token"] = "{server.token}"',
+            WRK_SCRIPT,
+        ]
+    )
+    total = total // threads * threads
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(lua)
+        script.flush()
+        args = ["wrk", f"-t{threads}", f"-c{max(threads, connections)}", "-d3600s", "-s", script.name]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*args, server.root], stdout=subprocess.PIPE, text=True)
+        try:
+            while created() < total:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"wrk ended early: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.2)
+            seconds = time.perf_counter() - t0
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+    failed = re.search(r"FAILED (\d+)", out)
+    return total / seconds, int(failed.group(1)) if failed else -1
+
+
 def count(client: httpx.Client, **params: Any) -> int:
     resp = client.get("/tasks", params={**params, "limit": 1})
     return int(resp.headers["x-total-matching-query"])
@@ -163,30 +241,63 @@ def main() -> None:
             )
             assert resp.status_code == 201, resp.text
 
-        # Baseline: drafts only (nothing for the dispatcher to do), so the ratio shows what running costs.
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            list(pool.map(draft, range(DRAFTS)))
-        draft_rate = DRAFTS / (time.perf_counter() - t0)
-        print(f"baseline: {DRAFTS} drafts at {draft_rate:.0f} tasks/s (no dispatcher work)")
-
-        def create(i: int) -> str:
+        def create(i: int) -> None:
             resp = client.post(
                 "/tasks",
                 params={"action": "run"},
                 json={"project": project, "app": app, "name": f"t{i}", "inputs": {"reads": [inputs[0]]}},
             )
             assert resp.status_code == 201, resp.text
-            task_id: str = resp.json()["id"]
-            ids.append(task_id)
-            return task_id
+            ids.append(resp.json()["id"])
+
+        def lua_body(prefix: str) -> str:
+            # A Lua format string: %d-%d is (wrk thread, request counter), so every task has its own name.
+            head = json.dumps({"project": project, "app": app, "inputs": {"reads": [inputs[0]]}})[:-1]
+            return head.replace("%", "%%") + f', "name": "{prefix}%d-%d"}}'
+
+        def timed(what: str, total: int, path: str, one: Any) -> float:
+            """Creations/s for ``total`` POSTs: by wrk when installed, else by CLIENTS Python threads."""
+            if USE_WRK:
+                before = count(client, project=project)
+                rate, failed = wrk_post(
+                    server,
+                    path,
+                    lua_body(what),
+                    total,
+                    CLIENTS,
+                    lambda: count(client, project=project) - before,
+                )
+                assert failed == 0, f"{failed} {what} creations did not answer 201"
+                return rate
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                list(pool.map(one, range(total)))
+            return total / (time.perf_counter() - t0)
+
+        def refresh_ids() -> None:
+            """The prober also reads tasks created by wrk: the newest ones, fetched now and then."""
+            while not prober.stop.is_set():
+                newest = probe_client.get("/tasks", params={"project": project, "limit": 100}).json()["items"]
+                ids.extend(t["id"] for t in newest)
+                prober.stop.wait(2.0)
+
+        threading.Thread(target=refresh_ids, daemon=True).start()
+        generator = "wrk" if USE_WRK else f"{CLIENTS} Python threads"
+
+        # Baseline: drafts only (nothing for the dispatcher to do), so the ratio shows what running costs.
+        draft_rate = timed("d", DRAFTS, "/v2/tasks", draft)
+        print(f"baseline: {DRAFTS} drafts at {draft_rate:.0f} tasks/s (no dispatcher work; {generator})")
 
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            list(pool.map(create, range(TASKS)))
+        rate = timed("t", TASKS, "/v2/tasks?action=run", create)
         create_s = time.perf_counter() - t0
-        rate = TASKS / create_s
-        print(f"created and queued {TASKS} tasks in {create_s:.1f} s: {rate:.0f} tasks/s ({CLIENTS} clients)")
+        queued = count(
+            client, project=project, batch="false", status=["QUEUED", "RUNNING", "COMPLETED", "FAILED"]
+        )
+        print(
+            f"created and queued {queued} tasks in {create_s:.1f} s: {rate:.0f} tasks/s "
+            f"({generator}, {CLIENTS} connections)"
+        )
         singles_done = wait_done(client, 1800, project=project) + create_s
         print(f"all {TASKS} single tasks finished {singles_done:.1f} s after the first request")
         completed = count(client, project=project, status="COMPLETED", batch="false")
@@ -235,6 +346,7 @@ def main() -> None:
                 {
                     "bench": "tasks",
                     "tasks": TASKS,
+                    "load_generator": "wrk" if USE_WRK else "python",
                     "creations_per_s": round(rate, 1),
                     "draft_creations_per_s": round(draft_rate, 1),
                     "run_vs_draft_creation": round(rate / draft_rate, 2),
