@@ -83,3 +83,14 @@ def test_unreadable_cache_is_parsed_again_and_replaced(tmp_path: Path) -> None:
     saved.write_bytes(b"not a pickle")
     assert _job(cache) == {"parses": 2, "infile": "in.txt"}
     assert _job(cache) == {"parses": 0, "infile": "in.txt"}
+
+
+def test_server_seeded_cache_spares_the_first_job_parsing(tmp_path: Path) -> None:
+    from bridgehead.domain import cwl
+    from bridgehead.engines import runner
+
+    cache = tmp_path / "schemas"
+    cwl.warm()  # the server has parsed the schemas by the time it seeds
+    with cwl.loader_lock():
+        runner.seed_schemas(cache)
+    assert _job(cache) == {"parses": 0, "infile": "in.txt"}

@@ -300,6 +300,11 @@ _WARM_TOOL: dict[str, Any] = {
 }
 
 
+def loader_lock() -> threading.RLock:
+    """The lock every load here holds: schema-salad's shared loader state is not thread-safe."""
+    return _load_lock
+
+
 def warm() -> None:
     """Parse cwltool's schema now (about half a second, once per process) instead of in a request."""
     try:

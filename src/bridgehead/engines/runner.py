@@ -290,8 +290,6 @@ def _restore_schemas(path: Path) -> set[str]:
 def prepare_schemas(directory: Path, raw: dict[str, Any]) -> None:
     """Have the schemas ``raw`` needs parsed before loading it: restored from ``directory`` when an
     earlier job saved them, else parsed here and saved (before any tool load touches the loaders)."""
-    import pickle
-
     import cwltool.process
     import schema_salad.schema
 
@@ -308,13 +306,40 @@ def prepare_schemas(directory: Path, raw: dict[str, Any]) -> None:
             cwltool.process.get_schema(version)
         except Exception:  # not a version cwltool knows: the tool load reports it properly
             continue
-    schemas = dict(cwltool.process.SCHEMA_CACHE)
-    if not set(schemas) - restored:
+    if set(cwltool.process.SCHEMA_CACHE) - restored:
+        _save_schemas(path)
+
+
+def seed_schemas(directory: Path, versions: tuple[str, ...] = ("v1.0", "v1.2")) -> None:
+    """Save the schemas of ``versions`` for jobs to restore, unless a file is there already.
+
+    The server calls it when its slurm engine starts (it has, or will have, them parsed anyway), so
+    that the first jobs do not each spend seconds parsing them; cwlVersions missing from the file are
+    added by the first job that needs them. Loading apps leaves these cached schemas unchanged.
+    """
+    import cwltool.process
+    import schema_salad.schema
+
+    path = schema_cache_file(directory)
+    if path.exists():
         return
+    schema_salad.schema.get_metaschema()
+    for version in versions:
+        cwltool.process.get_schema(version)
+    _save_schemas(path)
+
+
+def _save_schemas(path: Path) -> None:
+    import pickle
+
+    import cwltool.process
+    import schema_salad.schema
+
+    schemas = dict(cwltool.process.SCHEMA_CACHE)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _register_normdict_pickling()
-        directory.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(pickle.dumps((schemas, schema_salad.schema.cached_metaschema), protocol=5))
         os.replace(tmp, path)
     except Exception as exc:  # only a missed speed-up: the next job parses and tries again

@@ -302,6 +302,18 @@ class SlurmEngine:
         self.python = sys.executable
         self.squeue = Squeue()
         self._gone_since: dict[str, float] = {}
+        threading.Thread(target=self._seed_schemas, name="slurm-schema-seed", daemon=True).start()
+
+    def _seed_schemas(self) -> None:
+        """Leave parsed CWL schemas in the work dir for jobs to restore (see ``runner.prepare_schemas``)."""
+        from bridgehead.domain import cwl
+        from bridgehead.engines import runner
+
+        try:
+            with cwl.loader_lock():  # request threads may be loading apps with the same schema objects
+                runner.seed_schemas(work_root(self.settings) / SCHEMA_DIR)
+        except Exception:  # jobs then parse and save the schemas themselves
+            log.warning("could not seed the CWL schema cache for slurm jobs", exc_info=True)
 
     def submit(self, run: RunSpec) -> dict[str, Any]:
         from bridgehead.engines.runner import RUN_SPEC
