@@ -3,8 +3,9 @@
 ``python -m bridgehead.engines.runner`` is the supervisor. The server starts it once (with a clean file
 descriptor table, so no listening socket or database connection leaks into tasks), it imports cwltool and
 keeps loaded tools cached per CWL document, then reads one request per line on stdin: the path of a
-task's ``run.json``. For each request it forks a runner that calls ``setsid()`` (its own process group,
-so abort is one ``killpg``), runs the tool in-process with a fresh executor, and writes
+task's ``run.json``. Each request goes to a runner in its own session (``setsid()``: its own process
+group, so abort is one ``killpg``), normally a spare forked ahead of time (see ``_Spare``); the runner
+runs the tool in-process with a fresh executor, and writes
 ``progress.json`` as jobs and steps finish and ``result.json`` at the end, both atomically. The reply
 (one JSON line on stdout) is the runner's pid and kernel start time, which identify it after a restart.
 
@@ -209,7 +210,9 @@ def tool_key(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | None = None) -> Any:
+def load_tool(
+    raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | None = None, key: str | None = None
+) -> Any:
     """Load a CWL document once per distinct content (LRU); the same loader that validated the install.
 
     ``domain/cwl.load_process`` adds the ``sbg`` namespace and loads from memory under the app's id, so
@@ -219,7 +222,7 @@ def load_tool(raw: dict[str, Any], cache_dir: Path | None = None, app_id: str | 
     from bridgehead.domain.cwl import load_process
 
     del cache_dir
-    key = tool_key(raw)
+    key = key or tool_key(raw)
     tool = _TOOLS.get(key)
     if tool is not None:
         _TOOLS.move_to_end(key)
@@ -639,7 +642,7 @@ def serve(cache_dir: Path) -> None:
             try:
                 spec = json.loads((workdir / RUN_SPEC).read_text())
                 key = tool_key(spec["app_raw"])
-                tool = load_tool(spec["app_raw"], cache_dir, spec.get("app_id"))
+                tool = load_tool(spec["app_raw"], cache_dir, spec.get("app_id"), key)
             except Exception as exc:
                 load_error = str(exc)
             if tool is not None and spare.hand(workdir, key):
