@@ -85,15 +85,14 @@ def short(ident: str) -> str:
 def local_path(value: dict[str, Any], base: Path) -> Path | None:
     """Where a File/Directory of the job lives; ``location`` is a URI (percent-encoded), ``path`` is not."""
     location, path = value.get("location"), value.get("path")
-    if isinstance(location, str):
-        if location.startswith("file://"):
-            return Path(unquote(urlparse(location).path))
-        if "://" in location:
-            raise RunnerError(f"Only local files can be uploaded, not {location}")
-        return (base / unquote(location)).resolve()
-    if isinstance(path, str):
-        return (base / path).resolve()
-    return None
+    raw = location if isinstance(location, str) else path if isinstance(path, str) else None
+    if raw is None:
+        return None
+    if raw.startswith("file://"):  # packing turns a document's relative ``path`` into one of these too
+        return Path(unquote(urlparse(raw).path))
+    if "://" in raw:
+        raise RunnerError(f"Only local files can be uploaded, not {raw}")
+    return (base / (unquote(raw) if isinstance(location, str) else raw)).resolve()
 
 
 def secondary_name(name: str, pattern: str) -> str:
@@ -246,7 +245,9 @@ def _literal(value: dict[str, Any]) -> dict[str, Any]:
     try:
         if not src.is_file() or src.stat().st_size > LITERAL_LIMIT:
             return value
-        text = src.read_bytes().decode("utf-8")
+        data = src.read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return value
-    return {**rest, "basename": name, "contents": text}
+    # ``size`` too: a ResourceRequirement may read it before the literal is written out.
+    return {**rest, "basename": name, "contents": text, "size": len(data)}

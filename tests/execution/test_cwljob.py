@@ -88,7 +88,7 @@ def test_document_file_objects_become_literals_but_input_defaults_stay(tmp_path:
             {
                 "class": "Directory",
                 "basename": "sub",
-                "listing": [{"class": "File", "basename": "t.txt", "contents": "text\n"}],
+                "listing": [{"class": "File", "basename": "t.txt", "contents": "text\n", "size": 5}],
             }
         ],
     }
@@ -116,3 +116,8 @@ def test_secondary_files_of_record_fields_through_a_named_type(tmp_path: Path) -
     assert [s["basename"] for s in out["f1"]["secondaryFiles"]] == ["A.s2"]
     assert [s["basename"] for s in out["f2"][0]["secondaryFiles"]] == ["B.s3"]
     assert "secondaryFiles" not in out["f2"][1]  # C.s3 does not exist: nothing is made up
+
+
+def test_a_packed_path_uri_is_read_as_a_uri(tmp_path: Path) -> None:
+    uri = (tmp_path / "x y.txt").as_uri()  # "x%20y.txt"
+    assert local_path({"class": "File", "path": uri}, Path("/elsewhere")) == tmp_path / "x y.txt"
