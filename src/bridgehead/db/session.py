@@ -59,6 +59,8 @@ class Database:
         self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        for factory in (self._read, self._write):
+            event.listen(factory, "loaded_as_persistent", _hold)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -85,6 +87,15 @@ class Database:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+def _hold(session: Session, instance: object) -> None:
+    """Keep each loaded row referenced until its session closes (sessions last one transaction).
+
+    The identity map holds rows weakly, so a project loaded for a permission check and dropped was
+    fetched again by the next ``session.get`` of the same row: one SELECT more per request.
+    """
+    session.info.setdefault("held", []).append(instance)
 
 
 def single_use_engine(url: str) -> Engine:

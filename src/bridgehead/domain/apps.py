@@ -147,10 +147,15 @@ def _revision(session: Session, app: App, revision: int) -> AppRevision | None:
     )
 
 
-def resolve(session: Session, user: User, app_id: str, field: str = "app") -> AppRevision:
-    """One readable app revision; the latest when ``app_id`` has no revision (403 6001 / 404 6002)."""
+def resolve(
+    session: Session, user: User, app_id: str, field: str = "app", known: Project | None = None
+) -> AppRevision:
+    """One readable app revision; the latest when ``app_id`` has no revision (403 6001 / 404 6002).
+
+    ``known``: a project the caller already loaded (a task's own), used when the app lives there.
+    """
     aid = parse_app_id(app_id, field)
-    project = _project(session, aid)
+    project = known if known is not None and known.sbg_id == aid.project_id else _project(session, aid)
     if project is None:
         raise NotFound(f"App {app_id} does not exist: no project {aid.project_id}.", code=6002, field=field)
     _check_read(session, user, project, app_id)

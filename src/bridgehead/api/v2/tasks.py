@@ -102,7 +102,9 @@ def create_task(
             run=_run_flag(action, run),
             disable_batch=qbool(batch, "batch") is False,
         )
-        data = _out(ctx, s, task)
+        project = s.get(Project, task.project_id)  # held by the session since the permission check
+        assert project is not None
+    data = task_out(ctx.api, task, project.sbg_id)  # after the commit: the write lock is free sooner
     _wake_dispatcher(ctx, data)
     return ctx.one(data, 201)
 

@@ -66,7 +66,9 @@ class Draft:
     given: set[str] = field(default_factory=set)
 
 
-def resolve_app(session: Session, user: User, app_id: str, field_name: str = "app") -> AppRevision:
+def resolve_app(
+    session: Session, user: User, app_id: str, field_name: str = "app", known: Project | None = None
+) -> AppRevision:
     """The app revision a task runs: ``owner/project/app`` (latest) or ``.../rev``."""
     try:
         from bridgehead.domain import apps as app_domain  # the apps area's resolver, when present
@@ -75,7 +77,7 @@ def resolve_app(session: Session, user: User, app_id: str, field_name: str = "ap
     except ImportError:
         resolver = None
     if resolver is not None:
-        found: AppRevision = resolver(session, user, app_id, field=field_name)
+        found: AppRevision = resolver(session, user, app_id, field=field_name, known=known)
         return found
     if not isinstance(app_id, str) or not APP_ID_RE.match(app_id):
         raise BadRequest(
@@ -194,7 +196,7 @@ def create(
     if not isinstance(draft.app, str) or not draft.app:
         raise BadRequest("Missing 'app': the task needs an app id.", code=7015, field="app")
     acc = projects.access(session, user, draft.project, "write")
-    rev = resolve_app(session, user, draft.app)
+    rev = resolve_app(session, user, draft.app, known=acc.project)
     summary = dict(rev.summary or {})
     batch_input, batch_by, disabled = _batching(
         summary, draft.given, draft.batch, draft.batch_input, draft.batch_by, disable_batch
@@ -234,10 +236,10 @@ def create(
         outputs={},
     )
     _revalidate(session, task, summary)
+    if run and not task.errors:
+        start(session, user, task, validated=True)  # before the INSERT: one statement, not two
     session.add(task)
     session.flush()
-    if run and not task.errors:
-        start(session, user, task, validated=True)
     return task
 
 
