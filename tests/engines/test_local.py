@@ -271,3 +271,53 @@ def test_capacity_uses_settings_or_machine(tmp_path: Path) -> None:
     ).capacity() == (3, 2048)
     cores, memory = LocalEngine(Settings(data_dir=tmp_path), warm=False).capacity()
     assert cores == os.cpu_count() and memory > 256
+
+
+def _supervisor_family(root: Path) -> list[int]:
+    """Supervisor and spare runners of one engine: they share the supervisor's command line."""
+    import psutil
+
+    marker = str(root / "apps")
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if marker in (proc.info["cmdline"] or []):
+            found.append(proc.info["pid"])
+    return found
+
+
+def _gone(root: Path, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while _supervisor_family(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _supervisor_family(root)
+
+
+def test_spare_runners_take_runs_and_leave_with_the_supervisor(tmp_path: Path) -> None:
+    eng = LocalEngine(Settings(data_dir=tmp_path / "data"), warm=False)
+    try:
+        first = eng.submit(spec(tmp_path, tool(["true"]), name="a"))
+        assert wait(eng, first).state == "completed"
+        # The second run of a tool the supervisor has loaded goes to the spare forked after the first.
+        spare = [p for p in _supervisor_family(eng.root) if p != eng._supervisor().pid]
+        assert len(spare) == 1 and os.getsid(spare[0]) == spare[0]  # detached before any request
+        second = eng.submit(spec(tmp_path, tool(["true"]), name="b"))
+        assert second["pid"] == spare[0]
+        assert wait(eng, second).state == "completed"
+    finally:
+        eng.close()
+    assert _gone(eng.root), "a spare runner outlived its supervisor"
+
+
+def test_spare_exits_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    eng = LocalEngine(Settings(data_dir=tmp_path / "data"), warm=False)
+    try:
+        supervisor = eng._supervisor()
+        deadline = time.monotonic() + 10
+        while len(_supervisor_family(eng.root)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_supervisor_family(eng.root)) == 2  # the supervisor and its first spare
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
+        assert _gone(eng.root), "the spare did not exit after its supervisor was killed"
+    finally:
+        eng.close()
