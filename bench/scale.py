@@ -7,7 +7,8 @@ them COMPLETED history except BENCH_SCALE_QUEUED QUEUED ones.
 Timed: two workers (fake engine, durations 0) start and drain the queued tasks while
 BENCH_SCALE_CLIENTS threads call the two API servers in turn: `GET /v2/tasks/{id}` (random task) and
 `GET /v2/tasks?project=...&limit=50`. Reported: dispatch rate (queued tasks completed per second from
-the workers' start), API p50/p99 per endpoint, and `GET /healthz` in the same run as the baseline
+the workers' start: the figure the target is judged on; also, for information, from the first run
+started to the last run ended, i.e. without the workers' process start-up), API p50/p99 per endpoint, and `GET /healthz` in the same run as the baseline
 (what TLS + the load generator cost on this machine).
 
 Targets: API p99 < 100 ms, >= 500 dispatched tasks/s.
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import sevenbridges as sbg
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.cluster.support import db_engine, seed_queued, status_counts  # noqa: E402
 
+from bridgehead.db.models.tasks import Task  # noqa: E402
 from bridgehead.embedded import EmbeddedServer  # noqa: E402
 
 TOTAL = int(os.environ.get("BENCH_SCALE_TASKS", "100000"))
@@ -189,6 +192,13 @@ def main() -> None:
         drain = time.monotonic() - t0
         load.join()
         done = counts.get("COMPLETED", 0)
+        # Also from the first run started to the last one ended: the rate once the workers' Python
+        # processes are up (their start-up, seconds under load, is inside ``drain``).
+        with engine.connect() as conn:
+            first, last = conn.execute(
+                select(func.min(Task.start_time), func.max(Task.end_time)).where(Task.id.in_(queued))
+            ).one()
+        steady = done / max((last - first).total_seconds(), 1e-3) if first and last else float("nan")
     finally:
         for w in workers:
             if w.poll() is None:
@@ -205,6 +215,7 @@ def main() -> None:
     print(
         f"dispatch: {done}/{QUEUED} queued tasks completed in {drain:.1f} s by 2 workers: {rate:.0f} tasks/s"
     )
+    print(f"  first run started -> last run ended (workers already up): {steady:.0f} tasks/s")
     for kind, values in (*load.lat.items(), ("healthz", baseline.lat["healthz"])):
         if values:
             print(
@@ -220,6 +231,7 @@ def main() -> None:
                 "queued": QUEUED,
                 "completed": done,
                 "dispatch_tasks_per_s": round(rate, 1),
+                "dispatch_tasks_per_s_after_startup": round(steady, 1),
                 "get_task_p50_ms": round(percentile(load.lat["get_task"], 0.5), 1),
                 "get_task_p99_ms": round(p99_get, 1),
                 "list_tasks_p99_ms": round(p99_list, 1),

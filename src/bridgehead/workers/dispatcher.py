@@ -88,10 +88,14 @@ class Dispatcher:
         self._wake.set()
 
     def tick(self) -> bool:
-        """One pass over every kind of work; True when something happened (loop again at once)."""
-        busy = self.expand_batches()
+        """One pass over every kind of work; True when something happened (loop again at once).
+
+        Admission comes first: a woken pass reaches ``engine.submit`` of a just-queued task without
+        first waiting for the batch and abort queries.
+        """
+        busy = self.admit()
+        busy = self.expand_batches() or busy
         busy = self.handle_aborts() or busy
-        busy = self.admit() or busy
         busy = self.poll() or busy
         return busy
 
@@ -166,39 +170,39 @@ class Dispatcher:
     def admit(self) -> bool:
         """Claim QUEUED tasks that fit the engine's free capacity, then submit them.
 
-        SQLite: candidates are read first, so an idle tick never takes the write lock. PostgreSQL:
-        candidates are read and claimed in one transaction with ``FOR UPDATE SKIP LOCKED``, so two
-        workers take disjoint sets side by side instead of one waiting on the other's row locks and
-        then finding those rows taken.
+        The claim and the preparation of the runs (memoized reuse, run specs with staged inputs) share
+        one write transaction. SQLite: candidates are read first, so an idle tick never takes the write
+        lock. PostgreSQL: candidates are read with ``FOR UPDATE SKIP LOCKED`` in that transaction, so
+        two workers take disjoint sets side by side instead of one waiting on the other's row locks
+        and then finding those rows taken.
         """
+        chosen: list[str] = []
+        too_big: list[str] = []
         if self.db.is_sqlite:
             with self.db.read() as s:
                 rows = s.execute(self._candidates()).all()
             if not rows:
                 return False
             chosen, too_big = self._choose(rows)
-            if too_big:
-                with self.db.write() as s:
-                    self._fail_too_big(s, too_big)
-            if not chosen:
-                return bool(too_big)
-            with self.db.write() as s:
-                mine = self._claim(s, chosen)
-        else:
-            with self.db.write() as s:
+            if not chosen and not too_big:
+                return False
+        with self.db.write() as s:
+            if not self.db.is_sqlite:
                 rows = s.execute(self._candidates().with_for_update(skip_locked=True)).all()
                 if not rows:
                     return False
                 chosen, too_big = self._choose(rows)
-                if too_big:
-                    self._fail_too_big(s, too_big)
-                mine = self._claim(s, chosen) if chosen else []
-            if not mine:
-                return bool(too_big)
-        for task_id, cores, memory in mine:
-            self.inflight[task_id] = (cores, memory, None)
-        self._submit([row[0] for row in mine])
-        return True
+            if too_big:
+                self._fail_too_big(s, too_big)
+            mine = self._claim(s, chosen) if chosen else []
+            ids = [row[0] for row in mine]
+            specs, failed = self._prepare(s, ids) if ids else ({}, {})
+        for task_id, cores, memory in mine:  # reused ones are done; the others now hold capacity
+            if task_id in specs or task_id in failed:
+                self.inflight[task_id] = (cores, memory, None)
+        if ids:
+            self._start(ids, specs, failed)
+        return bool(ids or too_big)
 
     @staticmethod
     def _candidates() -> Any:
@@ -271,28 +275,29 @@ class Dispatcher:
             settings=settings,
         )
 
-    def _submit(self, ids: list[str]) -> None:
-        started: dict[str, dict[str, Any]] = {}
-        failed: dict[str, str] = {}
+    def _prepare(self, s: Any, ids: list[str]) -> tuple[dict[str, RunSpec], dict[str, str]]:
+        """Claimed tasks: identical earlier jobs (use_memoization) complete without running; the
+        others get their run spec (inputs staged), or a failure message when staging failed."""
         specs: dict[str, RunSpec] = {}
-        # One transaction: identical earlier jobs (use_memoization) complete without running, the
-        # others get their run spec (inputs staged). Rows loaded here stay in the identity map.
-        with self.db.write() as s:
-            tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
-            keep = execution.preload(s, tasks)  # noqa: F841  # held so identity-map lookups stay cached
-            wanted = [t.id for t in tasks if memo.enabled(s, t)]
-            reused = memo.try_reuse(s, wanted, self.prices) if wanted else {}
-            self._rollup(s, {p for p in reused.values() if p})
-            for task in tasks:
-                if task.id in reused:
-                    continue
-                try:
-                    specs[task.id] = self._spec(s, task)
-                except staging.StagingError as exc:
-                    failed[task.id] = str(exc)
-        for task_id in reused:
-            self.inflight.pop(task_id, None)
-        ids = [i for i in ids if i not in reused]
+        failed: dict[str, str] = {}
+        tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+        keep = execution.preload(s, tasks, root_folders=False)  # noqa: F841  # held: identity-map hits
+        wanted = [t.id for t in tasks if memo.enabled(s, t)]
+        reused = memo.try_reuse(s, wanted, self.prices) if wanted else {}
+        self._rollup(s, {p for p in reused.values() if p})
+        for task in tasks:
+            if task.id in reused:
+                continue
+            try:
+                specs[task.id] = self._spec(s, task)
+            except staging.StagingError as exc:
+                failed[task.id] = str(exc)
+        return specs, failed
+
+    def _start(self, ids: list[str], specs: dict[str, RunSpec], failed: dict[str, str]) -> None:
+        """Submit the prepared runs and record their handles (RUNNING), or fail those that could not start."""
+        started: dict[str, dict[str, Any]] = {}
+        ids = [i for i in ids if i in specs or i in failed]
         for task_id, spec in specs.items():
             try:
                 started[task_id] = self.engine.submit(spec)
@@ -301,7 +306,9 @@ class Dispatcher:
                 failed[task_id] = f"The engine could not start the task: {exc}"
         touched: set[str] = set()
         with self.db.write() as s:
-            for task in s.scalars(select(Task).where(Task.id.in_(ids))):
+            # Row locks: an abort committed meanwhile is seen here, and one arriving now waits for us;
+            # without them this read-modify-write could overwrite ABORTING with RUNNING.
+            for task in s.scalars(select(Task).where(Task.id.in_(ids)).with_for_update()):
                 if task.id in failed:
                     self.inflight.pop(task.id, None)
                     if task.status in (QUEUED, ABORTING):
@@ -345,7 +352,9 @@ class Dispatcher:
             chunk = ids[start : start + size]
             touched: set[str] = set()
             with self.db.write() as s:
-                tasks = list(s.scalars(select(Task).where(Task.id.in_(chunk))))
+                tasks = list(
+                    s.scalars(select(Task).where(Task.id.in_(chunk)).with_for_update())
+                )  # see _start
                 ended = [t for t in tasks if t.id in finished]
                 keep = execution.preload(s, ended)  # noqa: F841  # see preload
                 careful = self._finish_many(s, ended, finished)

@@ -37,8 +37,10 @@ def summary_of(session: Session, task: Task) -> dict[str, Any]:
     return dict(rev.summary or {}) if rev is not None else {"inputs": [], "outputs": []}
 
 
-def preload(session: Session, tasks: list[Task]) -> list[Any]:
+def preload(session: Session, tasks: list[Task], root_folders: bool = True) -> list[Any]:
     """Load the projects, root folders, app revisions and input files of many tasks in a few queries.
+
+    Starting runs needs no root folder (``root_folders=False`` saves that query); finishing them does.
 
     The session's identity map holds objects weakly, so the caller keeps the returned list alive for
     the length of its transaction; every later ``session.get`` of these rows is then free.
@@ -49,7 +51,8 @@ def preload(session: Session, tasks: list[Task]) -> list[Any]:
     if project_ids:
         found = list(session.scalars(select(Project).where(Project.id.in_(project_ids))))
         keep += found
-        keep += list(session.scalars(select(File).where(File.id.in_([p.root_folder for p in found]))))
+        if root_folders:
+            keep += list(session.scalars(select(File).where(File.id.in_([p.root_folder for p in found]))))
     if revision_ids:
         keep += list(session.scalars(select(AppRevision).where(AppRevision.id.in_(revision_ids))))
     ids: set[str] = set()
