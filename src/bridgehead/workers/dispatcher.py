@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import load_only
 
 from bridgehead.config import Settings
 from bridgehead.db.models import AppRevision
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 ADMIT_BATCH = 200
 # Finished runs recorded per write transaction: small enough that API writes never wait long.
 RECORD_CHUNK = 20
+# What recording a submitted run reads (its transition to RUNNING, a failure's price); any other
+# column is loaded on first use. The big JSON columns (inputs, outputs, jobs) are not decoded for nothing.
+STARTING = (
+    Task.status,
+    Task.parent_id,
+    Task.batch,
+    Task.cores,
+    Task.memory,
+    Task.queued_time,
+    Task.start_time,
+    Task.end_time,
+    Task.execution_status,
+    Task.engine_handle,
+    Task.abort_requested,
+)
 # With row locks (PostgreSQL) a bigger group holds nobody up and saves round trips.
 RECORD_CHUNK_ROW_LOCKS = 200
 
@@ -308,7 +324,8 @@ class Dispatcher:
         with self.db.write() as s:
             # Row locks: an abort committed meanwhile is seen here, and one arriving now waits for us;
             # without them this read-modify-write could overwrite ABORTING with RUNNING.
-            for task in s.scalars(select(Task).where(Task.id.in_(ids)).with_for_update()):
+            query = select(Task).options(load_only(*STARTING)).where(Task.id.in_(ids)).with_for_update()
+            for task in s.scalars(query):
                 if task.id in failed:
                     self.inflight.pop(task.id, None)
                     if task.status in (QUEUED, ABORTING):
