@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Integer, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,6 +147,19 @@ def _revision(session: Session, app: App, revision: int) -> AppRevision | None:
     )
 
 
+# An app and one of its revisions (the latest when no number is bound) in one statement, built once:
+# task creation resolves an app on every request.
+APP_REVISION = (
+    select(App, AppRevision)
+    .join(AppRevision, AppRevision.app_id == App.id)
+    .where(
+        App.project_id == bindparam("project_id"),
+        App.name == bindparam("name"),
+        AppRevision.revision == func.coalesce(bindparam("revision", type_=Integer), App.latest_revision),
+    )
+)
+
+
 def resolve(
     session: Session, user: User, app_id: str, field: str = "app", known: Project | None = None
 ) -> AppRevision:
@@ -159,7 +172,13 @@ def resolve(
     if project is None:
         raise NotFound(f"App {app_id} does not exist: no project {aid.project_id}.", code=6002, field=field)
     _check_read(session, user, project, app_id)
-    app = _app(session, project, aid.name)
+    row = session.execute(
+        APP_REVISION, {"project_id": project.id, "name": aid.name, "revision": aid.revision}
+    ).first()
+    if row is not None:
+        hit: AppRevision = row[1]
+        return hit
+    app = _app(session, project, aid.name)  # not found: find out which part is missing
     if app is None:
         raise NotFound(f"App {aid.app_id} does not exist.", code=6002, field=field)
     rev = app.latest_revision if aid.revision is None else aid.revision

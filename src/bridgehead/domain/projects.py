@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from bridgehead.db.base import utcnow
@@ -47,9 +47,15 @@ def parse_project_id(project_id: str, field: str = "project") -> tuple[str, str]
     return parts[0], parts[1]
 
 
+# Built once (every project-scoped request runs it): statement construction is most of its cost.
+PROJECT_BY_SLUG = select(Project).where(
+    Project.owner == bindparam("owner"), Project.slug == bindparam("slug")
+)
+
+
 def find_project(session: Session, project_id: str, field: str = "project") -> Project | None:
     owner, slug = parse_project_id(project_id, field)
-    return session.scalar(select(Project).where(Project.owner == owner, Project.slug == slug))
+    return session.scalar(PROJECT_BY_SLUG, {"owner": owner, "slug": slug})
 
 
 def access(
