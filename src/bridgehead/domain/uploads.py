@@ -286,7 +286,7 @@ def remove_parts(settings: Settings, upload_id: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Writing parts, and the blob digest computed while they arrive
 
-HASH_CHUNK = 4 * 1024 * 1024
+HASH_CHUNK = 1024 * 1024
 SYNC_FILE_RANGE_WRITE = 2
 
 

@@ -28,7 +28,7 @@ router = APIRouter(tags=["uploads"])
 PageDep = Annotated[Page, Depends(page_params)]
 PART_KIND = "upload-part"
 # Received chunks (tens of KiB each) are handed to a writer thread in batches of this size.
-WRITE_BATCH = 4 * 1024 * 1024
+WRITE_BATCH = 1024 * 1024
 MAX_IOVECS = 512  # below Linux's IOV_MAX (1024) for one pwritev
 # Own threads for part writes: they must not wait behind (or hold up) the request handlers' pool.
 _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload-write")
