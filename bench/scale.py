@@ -8,8 +8,9 @@ Timed: two workers (fake engine, durations 0) start and drain the queued tasks w
 BENCH_SCALE_CLIENTS threads call the two API servers in turn: `GET /v2/tasks/{id}` (random task) and
 `GET /v2/tasks?project=...&limit=50`. Reported: dispatch rate (queued tasks completed per second from
 the workers' start: the figure the target is judged on; also, for information, from the first run
-started to the last run ended, i.e. without the workers' process start-up), API p50/p99 per endpoint, and `GET /healthz` in the same run as the baseline
-(what TLS + the load generator cost on this machine).
+started to the last run ended, i.e. without the workers' process start-up), API p50/p99 per
+endpoint, and `GET /healthz` in the same run as the baseline (what TLS + the load generator cost on
+this machine).
 
 Targets: API p99 < 100 ms, >= 500 dispatched tasks/s.
 Environment: BENCH_DATABASE_URL (an admin URL; default BRIDGEHEAD_TEST_POSTGRES_URL),
