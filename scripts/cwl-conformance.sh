@@ -64,6 +64,7 @@ set -e
 # Per-tag counts from the junit file (cwltest's badges only carry percentages). cwltest marks a test
 # that exited 33 (unsupported requirement) as skipped; those are counted apart from real failures.
 # A should_fail test that succeeded has no <failure> element, only cwltest's "Test N failed" line.
+# With -n, cwltest 2.7 labels case k as suite test k (tags too): see docs/conformance.md.
 "$bin/python" - "$out/junit.xml" "$out/cwltest.log" <<'EOF' | tee "$out/summary.txt"
 import collections, re, sys, xml.etree.ElementTree as ET
 counts = collections.defaultdict(collections.Counter)
