@@ -313,3 +313,23 @@ def test_permissions(server: EmbeddedServer, http: httpx.Client, project: str, s
         assert other.get(f"/apps/{project}/wc").status_code == 200
         resp = other.post(f"/apps/{project}/wc/raw", json=load("wc.cwl"))
         assert resp.status_code == 403 and resp.json()["code"] == 6001
+
+
+def test_integers_beyond_64_bits_round_trip(http: httpx.Client, project: str) -> None:
+    """A CWL ``long`` default past 64 bits is valid JSON: installed and read back exactly, never a 500."""
+    huge = 2**70 + 3
+    raw = {
+        "cwlVersion": "v1.2",
+        "class": "CommandLineTool",
+        "baseCommand": ["echo"],
+        "inputs": [{"id": "n", "type": "long", "default": huge, "inputBinding": {}}],
+        "outputs": [],
+    }
+    resp = http.post(f"/apps/{project}/huge/raw", json=raw)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["inputs"][0]["default"] == huge
+    again = http.get(f"/apps/{project}/huge")
+    assert again.status_code == 200 and again.json()["raw"]["inputs"][0]["default"] == huge
+    task = http.post("/tasks", json={"project": project, "app": f"{project}/huge", "inputs": {"n": huge}})
+    assert task.status_code == 201, task.text
+    assert task.json()["inputs"]["n"] == huge

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from bridgehead import jsonutil
 from bridgehead.api.fields import FieldSelector
 from bridgehead.api.pagination import Page
 from bridgehead.api.ratelimit import RateLimiter
@@ -31,7 +31,7 @@ class SbgJSONResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return jsonutil.dumps(content)
 
 
 ORJSONResponse = SbgJSONResponse  # the name handlers used before; kept working
