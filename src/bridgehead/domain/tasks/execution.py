@@ -284,8 +284,7 @@ def finish(
     session: Session, blobs: BlobStore, task: Task, status: RunStatus, prices: pricing.PriceTable
 ) -> None:
     """Record a finished run: outputs as project files, logs, the required-output check, price, state."""
-    if status.started_at and task.start_time is None:
-        task.start_time = datetime.fromtimestamp(status.started_at, UTC)
+    _take_final_counts(task, status)
     if status.state == "aborted" or task.abort_requested:
         task.jobs = jobs_json(status.jobs)
         rules.transition(task, ABORTED, prices=prices)
@@ -309,6 +308,17 @@ def finish(
         return
     _export(session, task, ingested.placed, targets)
     rules.transition(task, COMPLETED, prices=prices, output_bytes=ingested.total_bytes)
+
+
+def _take_final_counts(task: Task, status: RunStatus) -> None:
+    """The run's start time and step counts as the engine last reported them: a run that ended before
+    any progress poll would otherwise keep the queued defaults (one step)."""
+    if status.started_at and task.start_time is None:
+        task.start_time = datetime.fromtimestamp(status.started_at, UTC)
+    if status.steps_total:
+        es = rules.base_status(task)
+        es.update(steps_total=max(status.steps_total, 1), steps_completed=status.steps_completed)
+        task.execution_status = es
 
 
 def plain_location(task: Task) -> bool:
@@ -391,8 +401,7 @@ def finish_many(
     session.flush()
     session.execute(insert(cast(Table, File.__table__)), new_rows)
     for task, status, project, folder_id, logs in placed:
-        if status.started_at and task.start_time is None:
-            task.start_time = datetime.fromtimestamp(status.started_at, UTC)
+        _take_final_counts(task, status)
         task.output_folder = folder_id
         task.jobs = jobs_json(status.jobs, logs)
         if status.state != "completed":
