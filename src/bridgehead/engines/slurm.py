@@ -395,6 +395,10 @@ class SlurmEngine:
         # Nothing lives in this process: Slurm keeps the job and the job writes its own result.
         return self.poll(handle)
 
+    # Up to twice the partition's capacity is submitted: Slurm queues the rest and starts each job on
+    # its own scheduling tick as a slot frees (see Dispatcher._free).
+    admission_factor = 2
+
     def capacity(self) -> tuple[int, int]:
         return cluster_capacity(self.settings.slurm_partition)
 

@@ -179,6 +179,11 @@ class Dispatcher:
 
     def _free(self) -> tuple[int, int]:
         cores, memory = self.engine.capacity()
+        # An engine whose scheduler queues work itself (Slurm) may hold more than it can run at once:
+        # the next jobs then already wait in its queue when a slot frees, instead of waiting for our
+        # next pass to notice and submit. Whether a task can ever fit still uses the real capacity.
+        ahead = int(getattr(self.engine, "admission_factor", 1))
+        cores, memory = cores * ahead, memory * ahead
         used_c = sum(c for c, _, _ in self.inflight.values())
         used_m = sum(m for _, m, _ in self.inflight.values())
         return cores - used_c, memory - used_m
