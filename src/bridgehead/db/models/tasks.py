@@ -26,7 +26,7 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_status_claimed", "status", "claimed_by"),
-        Index("ix_tasks_project_created", "project_id", "created_time"),
+        Index("ix_tasks_project_created_id", "project_id", "created_time", "id"),
         Index("ix_tasks_parent_status", "parent_id", "status"),
     )
 
