@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from bridgehead.domain.cwl import secondary_name
+
 UNSUPPORTED = 33
 
 
@@ -93,15 +95,6 @@ def local_path(value: dict[str, Any], base: Path) -> Path | None:
     if "://" in raw:
         raise RunnerError(f"Only local files can be uploaded, not {raw}")
     return (base / (unquote(raw) if isinstance(location, str) else raw)).resolve()
-
-
-def secondary_name(name: str, pattern: str) -> str:
-    """CWL secondaryFiles naming: each leading ``^`` drops one extension, the rest is appended."""
-    while pattern.startswith("^"):
-        pattern = pattern[1:]
-        if "." in name:
-            name = name.rsplit(".", 1)[0]
-    return name + pattern
 
 
 def static_patterns(param: dict[str, Any]) -> list[str]:

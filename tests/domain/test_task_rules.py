@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridgehead.db.models.tasks import Task
+from bridgehead.domain.cwl import secondary_name
 from bridgehead.domain.errors import BadRequest
 from bridgehead.domain.tasks import batching, pricing, rules
-from bridgehead.domain.tasks.validation import secondary_name
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

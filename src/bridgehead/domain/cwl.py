@@ -503,3 +503,12 @@ def summarize(tool: Process, raw: dict[str, Any]) -> dict[str, Any]:
         "steps": len(steps) if steps is not None else 1,
         "requirements": _requirements(tool),
     }
+
+
+def secondary_name(name: str, pattern: str) -> str:
+    """CWL secondaryFiles naming: each leading ``^`` drops one extension, the rest is appended."""
+    while pattern.startswith("^"):
+        pattern = pattern[1:]
+        if "." in name:
+            name = name.rsplit(".", 1)[0]
+    return name + pattern

@@ -300,14 +300,30 @@ def finish(
     if status.state != "completed":
         rules.transition(task, FAILED, message=status.message or "Failed", prices=prices)
         return
-    ingested = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
-    task.outputs = ingested.outputs
-    if ingested.missing:
-        message = "Required output(s) not produced: " + ", ".join(ingested.missing) + "."
-        rules.transition(task, FAILED, message=message, prices=prices, output_bytes=ingested.total_bytes)
+    _take_outputs(session, blobs, task, project, status, summary, targets, folder, prices)
+
+
+def _take_outputs(
+    session: Session,
+    blobs: BlobStore,
+    task: Task,
+    project: Project,
+    status: RunStatus,
+    summary: dict[str, Any],
+    targets: dict[str, locations.Target],
+    folder: File,
+    prices: pricing.PriceTable,
+) -> None:
+    """A completed run's outputs become project files (and volume exports); COMPLETED, or FAILED
+    naming the required outputs that were not produced."""
+    got = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
+    task.outputs = got.outputs
+    if got.missing:
+        message = "Required output(s) not produced: " + ", ".join(got.missing) + "."
+        rules.transition(task, FAILED, message=message, prices=prices, output_bytes=got.total_bytes)
         return
-    _export(session, task, ingested.placed, targets)
-    rules.transition(task, COMPLETED, prices=prices, output_bytes=ingested.total_bytes)
+    _export(session, task, got.placed, targets)
+    rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes)
 
 
 def _take_final_counts(task: Task, status: RunStatus) -> None:
@@ -416,13 +432,7 @@ def finish_many(
         assert folder is not None
         target = locations.Target(folder)
         targets = {str(o.get("id")): target for o in summary.get("outputs", [])}
-        got = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
-        task.outputs = got.outputs
-        if got.missing:
-            message = "Required output(s) not produced: " + ", ".join(got.missing) + "."
-            rules.transition(task, FAILED, message=message, prices=prices, output_bytes=got.total_bytes)
-            continue
-        rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes)
+        _take_outputs(session, blobs, task, project, status, summary, targets, folder, prices)
     return left
 
 

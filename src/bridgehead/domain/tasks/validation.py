@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bridgehead.db.models import File
 from bridgehead.db.models.files import FILE, FOLDER
+from bridgehead.domain.cwl import secondary_name
 from bridgehead.domain.files import FILE_ID_RE
 
 PREFIX = "error/task_validation/input/"
@@ -181,15 +182,6 @@ class _Checker:
             elif required:
                 self.errors.append(error(SECONDARY_MISSING, input_id, path, f"Missing: {name}."))
         return found
-
-
-def secondary_name(name: str, pattern: str) -> str:
-    """CWL secondaryFiles naming: each leading ``^`` drops one extension, the rest is appended."""
-    while pattern.startswith("^"):
-        pattern = pattern[1:]
-        if "." in name:
-            name = name.rsplit(".", 1)[0]
-    return name + pattern
 
 
 def collect_ids(value: Any, out: set[str]) -> None:
