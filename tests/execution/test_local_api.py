@@ -156,6 +156,25 @@ def test_two_step_workflow_counts_steps(server: EmbeddedServer, http: httpx.Clie
     assert [j["name"] for j in details["jobs"]] == ["sort", "count"]
 
 
+def test_file_format_reaches_the_tool(server: EmbeddedServer, http: httpx.Client, project: str) -> None:
+    """A File input's CWL ``format`` is kept from the request to cwltool, which checks it against the
+    tool's declared format (a File without one fails that check)."""
+    fasta = "http://edamontology.org/format_1929"
+    raw = tool(
+        ["wc", "-c"],
+        inputs={"seq": {"type": "File", "format": fasta, "inputBinding": {"position": 1}}},
+        outputs={"out": {"type": "stdout"}},
+        stdout="n.txt",
+    )
+    app = install(http, project, "fmt", raw)
+    given = {**file_input(server, project, "s.fa", b">a\nACGT\n"), "format": fasta}
+    task = run(http, project, app, {"seq": given})
+    assert task["inputs"]["seq"]["format"] == fasta
+    task = wait(http, task["id"])
+    assert task["status"] == "COMPLETED", task["execution_status"]
+    assert content(http, task["outputs"]["out"]["path"]).split()[0] == "8"
+
+
 def log_text(http: httpx.Client, job: dict[str, Any], name: str) -> str:
     ref = job["logs"][name]  # the platform links each log to its file's download_info
     assert ref.startswith(str(http.base_url)) and ref.endswith("/download_info")

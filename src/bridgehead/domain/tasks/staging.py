@@ -62,6 +62,8 @@ class Stager:
             "basename": f.name,
             "size": f.size,
         }
+        if isinstance(value.get("format"), str):
+            out["format"] = value["format"]
         secondary = [
             self._file(s, input_id) for s in value.get("secondaryFiles") or [] if isinstance(s, dict)
         ]

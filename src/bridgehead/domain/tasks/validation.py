@@ -158,6 +158,9 @@ class _Checker:
         if kind == "file":
             out["size"] = found.size
             out["metadata"] = dict(found.metadata_ or {})
+            # The CWL format the caller gave (an IRI): tools that declare ``format`` check it.
+            if isinstance(value, dict) and isinstance(value.get("format"), str):
+                out["format"] = value["format"]
         if not SAFE_NAME.match(found.name):
             self.errors.append(error(INVALID_NAME, input_id, path, f"File: {found.name!r}."))
         if kind == "file" and spec.get("secondaryFiles"):
