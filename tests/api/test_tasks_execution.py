@@ -13,6 +13,7 @@ import pytest
 
 from bridgehead.embedded import EmbeddedServer
 from tests.support.taskapps import SUMMARY, add_file, install_app
+from tests.support.taskapps import wait_task as wait
 
 VOLUME_ROOT = Path(tempfile.mkdtemp(prefix="bh-task-vol-"))
 # Price one CPU-hour at 3600 USD so the computation price reads as run seconds.
@@ -36,15 +37,6 @@ def app_id(server: EmbeddedServer, project: str) -> str:
 @pytest.fixture(scope="module")
 def reads(server: EmbeddedServer, project: str) -> list[str]:
     return [add_file(server, project, f"x{i}.fastq") for i in range(3)]
-
-
-def wait(http: httpx.Client, task_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = http.get(f"/tasks/{task_id}").json()
-        if body["status"] in ("COMPLETED", "FAILED", "ABORTED") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def run(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

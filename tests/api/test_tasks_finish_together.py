@@ -3,7 +3,6 @@ log files): each task must still get exactly what finishing it alone gives, thro
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from bridgehead.embedded import EmbeddedServer
 from tests.support.taskapps import SUMMARY, add_file, install_app
+from tests.support.taskapps import wait_task as wait
 
 SERVER_ENV = {"BRIDGEHEAD_MAX_CORES": "64"}
 WORDS = ["w0", "w1", "fake:fail", "w3", "w4", "w5", "w6", "w7"]
@@ -31,15 +31,6 @@ def app_id(server: EmbeddedServer, project: str) -> str:
         ],
     }
     return install_app(server, project, "words", summary=summary)
-
-
-def wait(http: httpx.Client, task_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = http.get(f"/tasks/{task_id}").json()
-        if body["status"] in ("COMPLETED", "FAILED", "ABORTED") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def listing(http: httpx.Client, **params: str) -> list[dict[str, Any]]:

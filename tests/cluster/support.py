@@ -168,3 +168,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+
+def start_api_only(tmp: Path, tls_dir: Path, **env: str) -> EmbeddedServer:
+    """An API server with no dispatcher on PostgreSQL: only the workers under test do background work."""
+    from tests.conftest import start_server
+
+    return start_server(
+        tmp, tls_dir, engine="fake", db_kind="postgres", extra_env={"BRIDGEHEAD_DISPATCHER": "false", **env}
+    )

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from bridgehead.db.base import utcnow
 from bridgehead.embedded import EmbeddedServer
 
-from ..conftest import PG_ADMIN_URL, start_server
-from .support import db_engine, start_worker, stop
+from ..conftest import PG_ADMIN_URL
+from .support import db_engine, start_api_only, start_worker, stop
 
 pytestmark = pytest.mark.skipif(not PG_ADMIN_URL, reason="needs BRIDGEHEAD_TEST_POSTGRES_URL")
 ROOT = Path(tempfile.mkdtemp(prefix="bh-worker-vol-"))
@@ -28,13 +28,7 @@ ENV = {"BRIDGEHEAD_VOLUME_ROOTS": str(ROOT)}
 
 @pytest.fixture(scope="module")
 def api_only(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Iterator[EmbeddedServer]:
-    srv = start_server(
-        tmp_path_factory.mktemp("api"),
-        tls_dir,
-        engine="fake",
-        db_kind="postgres",
-        extra_env={"BRIDGEHEAD_DISPATCHER": "false", **ENV},
-    )
+    srv = start_api_only(tmp_path_factory.mktemp("api"), tls_dir, **ENV)
     try:
         yield srv
     finally:

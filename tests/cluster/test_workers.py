@@ -18,13 +18,14 @@ from sqlalchemy import select
 from bridgehead.db.models.cluster import Worker
 from bridgehead.embedded import EmbeddedServer
 
-from ..conftest import PG_ADMIN_URL, start_server
+from ..conftest import PG_ADMIN_URL
 from .support import (
     ONE_OUTPUT_TOOL,
     claims,
     db_engine,
     output_file_counts,
     seed_queued,
+    start_api_only,
     start_worker,
     stop,
     unfinished,
@@ -38,14 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def api_only(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Iterator[EmbeddedServer]:
-    """An API server with no dispatcher on PostgreSQL: only the workers under test run tasks."""
-    srv = start_server(
-        tmp_path_factory.mktemp("api"),
-        tls_dir,
-        engine="fake",
-        db_kind="postgres",
-        extra_env={"BRIDGEHEAD_DISPATCHER": "false"},
-    )
+    srv = start_api_only(tmp_path_factory.mktemp("api"), tls_dir)
     api = sbg.Api(url=srv.url, token=srv.token)
     project = api.projects.create(name="cluster", billing_group=api.billing_groups.query()[0].id)
     api.apps.install_app(id=f"{project.id}/hello", raw=ONE_OUTPUT_TOOL)

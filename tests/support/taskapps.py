@@ -7,9 +7,11 @@ the task tests do not depend on CWL parsing; files get real blobs in the server'
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -175,3 +177,13 @@ def delete_file(server: EmbeddedServer, file_id: str) -> None:
         f = s.get(File, file_id)
         if f is not None:
             s.delete(f)
+
+
+def wait_task(http: httpx.Client, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll ``GET /tasks/{id}`` until the task ends (or ``timeout`` passes); returns its last body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = http.get(f"/tasks/{task_id}").json()
+        if body["status"] in ("COMPLETED", "FAILED", "ABORTED") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)

@@ -478,7 +478,7 @@ if len(sys.argv) > 3:
     try:
         runner.prepare_schemas(Path(sys.argv[3]), run["app_raw"])
     except Exception as exc:  # only slower without it: the tool load parses what it needs
-        print(f"CWL schema cache not used: {exc}", file=sys.stderr)
+        sys.stderr.write(f"CWL schema cache not used: {exc}\\n")  # the job's own log
 tool, load_error = None, None
 try:
     tool = runner.load_tool(run["app_raw"], wd / "app-cache")
