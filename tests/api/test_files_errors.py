@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -137,9 +139,18 @@ def test_upload_part_errors_store_nothing(
     _err(http.get(f"/upload/multipart/{uid}"), 404, 8003)
 
 
-def _blob_of(server: EmbeddedServer, data: bytes) -> Path:
-    digest = hashlib.sha256(data).hexdigest()
-    return server.data_path / "blobs" / digest[:2] / digest
+def _blob_of(server: EmbeddedServer, data: bytes, part_size: int = 5 * MiB) -> Path:
+    """Where the blob of ``data`` uploaded in parts of ``part_size`` lives: the documented key is the
+    content's SHA-256 for one part, else the SHA-256 of the part digests, suffixed with their count."""
+    digests = [hashlib.sha256(data[i : i + part_size]).digest() for i in range(0, len(data), part_size)]
+    if len(digests) == 1:
+        key = digests[0].hex()
+    else:
+        tree = hashlib.sha256(f"bridgehead-multipart {len(data)} {part_size}\n".encode())
+        for digest in digests:
+            tree.update(digest)
+        key = f"{tree.hexdigest()}-{len(digests)}"
+    return server.data_path / "blobs" / key[:2] / key
 
 
 def test_resumed_upload_with_resent_part(
@@ -153,14 +164,14 @@ def test_resumed_upload_with_resent_part(
     info = _ok(http.get(f"/upload/multipart/{uid}", params={"list_parts": "true"}))
     assert info["uploaded_parts_count"] == 2
     resent = _put(http, uid, 2, data[ps:])  # re-PUT replaces the part
-    assert resent.headers["ETag"].strip('"') == hashlib.md5(data[ps:]).hexdigest()
+    assert resent.headers["ETag"].strip('"') == hashlib.sha256(data[ps:]).hexdigest()
     parts = [
         {"part_number": n, "response": {"headers": {"ETag": e}}}
-        for n, e in [(1, hashlib.md5(data[:ps]).hexdigest()), (2, resent.headers["ETag"])]
+        for n, e in [(1, hashlib.sha256(data[:ps]).hexdigest()), (2, resent.headers["ETag"])]
     ]
     done = _ok(http.post(f"/upload/multipart/{uid}/complete", json={"parts": parts}))
     assert done["size"] == len(data)
-    # The blob key (the SHA-256 hashed while the parts arrived) is that of the final bytes.
+    # The blob key (from the digests of the parts as they arrived) is that of the final bytes.
     assert _blob_of(server, data).is_file()
     url = _ok(http.get(f"/files/{done['id']}/download_info"))["url"]
     with httpx.Client(verify=http._transport._pool._ssl_context) as anon:  # type: ignore[attr-defined]
@@ -170,18 +181,59 @@ def test_resumed_upload_with_resent_part(
 def test_upload_digest_follows_parts_in_any_order(
     http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]
 ) -> None:
-    """Parts hashed early and then overwritten must not leave a stale digest as the blob key."""
+    """A part overwritten by a later PUT must not leave a stale digest in the blob key."""
     ps = 5 * MiB
     data = b"".join(bytes([n]) * ps for n in (1, 2)) + b"tail" * 1000
     up = _init(http, project, "ordered.bin", len(data), part_size=ps)
     uid = up["upload_id"]
     for n, chunk in [(3, data[2 * ps :]), (1, b"w" * ps), (2, data[ps : 2 * ps])]:
         assert _put(http, uid, n, chunk).status_code == 200
-    time.sleep(0.5)  # let the digest catch up with the wrong part 1 before it is replaced
     assert _put(http, uid, 1, data[:ps]).status_code == 200
     done = _ok(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON))
     assert done["size"] == len(data) and _blob_of(server, data).is_file()
     assert not _blob_of(server, b"w" * ps + data[ps:]).exists()
+
+
+def test_one_writer_per_part(http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]) -> None:
+    """A second PUT of a part still being written is refused (409), so the bytes on disk are always
+    those the recorded digest describes; once the first PUT ends, the part can be sent again."""
+    ps = 5 * MiB
+    data = b"a" * ps + b"b" * 1000
+    up = _init(http, project, "one-writer.bin", len(data), part_size=ps)
+    uid = up["upload_id"]
+    url = _ok(http.get(f"/upload/multipart/{uid}/part/1"))["url"]
+    release, first = threading.Event(), {}
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"z" * MiB
+        release.wait(30)
+        yield b"z" * (ps - MiB)
+
+    def slow_put() -> None:
+        with httpx.Client(verify=http._transport._pool._ssl_context, timeout=60) as anon:  # type: ignore[attr-defined]
+            first["response"] = anon.put(url, content=slow_body(), headers={"Content-Length": str(ps)})
+
+    writer = threading.Thread(target=slow_put)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            clash = _put(http, uid, 1, data[:ps])
+            if clash.status_code == 409:
+                break
+            time.sleep(0.05)  # the slow PUT has not taken the part yet
+        _err(clash, 409, 8014, "another request")
+    finally:
+        release.set()
+        writer.join()
+    assert first["response"].status_code == 200
+    assert _put(http, uid, 1, data[:ps]).status_code == 200
+    assert _put(http, uid, 2, data[ps:]).status_code == 200
+    done = _ok(http.post(f"/upload/multipart/{uid}/complete", content=b"null", headers=JSON))
+    assert _blob_of(server, data).read_bytes() == data
+    url = _ok(http.get(f"/files/{done['id']}/download_info"))["url"]
+    with httpx.Client(verify=http._transport._pool._ssl_context) as anon:  # type: ignore[attr-defined]
+        assert anon.get(url).content == data
 
 
 def test_download_ranges_and_signatures(

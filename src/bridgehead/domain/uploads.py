@@ -2,25 +2,31 @@
 
 Signed PUTs write each part straight to its offset in one file, ``data_dir/uploads/<upload id>/data``
 (any order, in parallel, re-sendable), so the bytes are written once: completing renames that file
-into the blob store instead of concatenating copies. Its SHA-256 (the blob key) is computed while the
-upload runs (``DigestCursor``), so completing does not read a whole file back. The blob is made
-outside the write transaction, so completion is three steps driven by the API layer: ``ready_data``
-(checks), ``assemble`` (bytes), ``finish`` (rows).
+into the blob store instead of concatenating copies. Each PUT hashes its part with SHA-256 as it
+streams (the part's ETag), and the blob key is derived from those digests (``blob_key``), so
+completing reads nothing back. That holds because a part row exists only while the bytes on disk
+are the ones its digest describes: a PUT holds a lock on its part's range and deletes the part's
+row before writing (``forget_part``), and records it again only once every byte is written. The
+blob is made outside the write transaction, so completion is three steps driven by the API layer:
+``ready_data`` (checks), ``assemble`` (bytes), ``finish`` (rows).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import hashlib
 import math
 import os
+import re
 import secrets
 import shutil
+import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -226,9 +232,9 @@ def ready_data(session: Session, settings: Settings, upload: Upload, body_parts:
 
 
 def assemble(store: LocalBlobStore, path: Path, upload: Upload, etags: dict[int, str]) -> tuple[str, int]:
-    """Rename the data file into the blob store (no second copy of the bytes), keyed by the digest
-    the upload's ``DigestCursor`` computed, finishing whatever parts it has not hashed yet."""
-    return store.put_file(path, move=True, digest=DIGESTS.finish(upload, path, etags))
+    """Rename the data file into the blob store (no second copy of the bytes and no read of it),
+    keyed by the digests its parts were given as they arrived."""
+    return store.put_file(path, move=True, key=blob_key(upload, etags))
 
 
 def finish(
@@ -284,10 +290,10 @@ def remove_parts(settings: Settings, upload_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Writing parts, and the blob digest computed while they arrive
+# Writing parts, one writer per part at a time, and the blob key taken from the parts' digests
 
-HASH_CHUNK = 1024 * 1024
 SYNC_FILE_RANGE_WRITE = 2
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _load_sync_file_range() -> Any:
@@ -302,10 +308,10 @@ def _load_sync_file_range() -> Any:
 _SYNC_FILE_RANGE = _load_sync_file_range()
 
 
-def write_chunks(fd: int, md5: Any, chunks: list[bytes], offset: int) -> int:
+def write_chunks(fd: int, sha: Any, chunks: list[bytes], offset: int) -> int:
     """Hash and write received chunks at ``offset`` (run off the event loop: both release the GIL)."""
     for chunk in chunks:
-        md5.update(chunk)
+        sha.update(chunk)
     end = offset + sum(map(len, chunks))
     while offset < end:
         written = os.pwritev(fd, chunks, offset)
@@ -329,152 +335,62 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
-class DigestCursor:
-    """The SHA-256 of one upload's data file, advanced part by part in order as parts arrive.
+_THREAD_LOCKED: set[tuple[str, int]] = set()
+_THREAD_LOCK = threading.Lock()
 
-    Parts land in any order; once part ``next_part`` is recorded, a background thread hashes its byte
-    range (from the page cache) and moves on. A PUT that starts on a part already hashed or being
-    hashed invalidates the cursor, and completion then checks that the ETags it hashed are those the
-    database recorded (a part re-sent through another server process), else hashes from scratch.
-    """
 
-    def __init__(self, upload: Upload, path: Path) -> None:
-        self.upload_id = upload.id
-        self.part_size = upload.part_size
-        self.size = upload.size
-        self.count = part_count(upload.size, upload.part_size)
-        self.path = path
-        self.sha = hashlib.sha256()
-        self.next_part = 1
-        self.hashed: dict[int, str] = {}
-        self.ready: dict[int, str] = {}
-        self.writing: dict[int, int] = {}
-        self.hashing: int | None = None
-        self.valid = True
-        self.running: threading.Event | None = None
-        self.lock = threading.Lock()
+def lock_part(fd: int, upload: Upload, number: int) -> None:
+    """Take the part's byte range for this PUT alone, or refuse with 409.
 
-    def _part_range(self, number: int) -> tuple[int, int]:
-        start = (number - 1) * self.part_size
-        return start, min(self.part_size, self.size - start)
-
-    def writing_part(self, number: int) -> None:
-        with self.lock:
-            self.writing[number] = self.writing.get(number, 0) + 1
-            self.ready.pop(number, None)
-            if number < self.next_part or number == self.hashing:
-                self.valid = False
-
-    def wrote_part(self, number: int, etag: str | None) -> bool:
-        """Returns True when a hashing run should start (the caller submits ``run``)."""
-        with self.lock:
-            left = self.writing.get(number, 1) - 1
-            if left:
-                self.writing[number] = left
-            else:
-                self.writing.pop(number, None)
-            if etag is not None and not left:
-                self.ready[number] = etag
-            return self._claim()
-
-    def _claim(self) -> bool:
-        if self.running is not None or not self.valid or self.next_part not in self.ready:
-            return False
-        self.running = threading.Event()
-        return True
-
-    def run(self) -> None:
-        """Hash consecutive ready parts (one run at a time, on a worker thread). The run ends under the
-        lock that ``wrote_part`` takes, so a part that becomes ready meanwhile always starts a new run."""
+    Completion trusts each recorded part digest to describe the bytes on disk, so two PUTs of one
+    part must never interleave their writes. Linux open-file-description locks hold across server
+    processes sharing the data dir and go away with the descriptor (also when a process dies);
+    elsewhere a per-process set stands in (one server process is the laptop case)."""
+    start, length = part_offset(upload, number), expected_size(upload, number)
+    if hasattr(fcntl, "F_OFD_SETLK"):
+        request = struct.pack("@hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, start, max(length, 1), 0)
         try:
-            with open(self.path, "rb") as fh:
-                while self._hash_next(fh):
-                    pass
-        except OSError:
-            with self.lock:
-                self.valid = False
-                self.hashing = None
-                self._stop()
-
-    def _stop(self) -> None:
-        done, self.running = self.running, None
-        if done is not None:
-            done.set()
-
-    def _hash_next(self, fh: BinaryIO) -> bool:
-        with self.lock:
-            number = self.next_part
-            if not self.valid or number not in self.ready or number in self.writing:
-                self._stop()
-                return False
-            etag = self.ready.pop(number)
-            self.hashing = number
-            part_sha = self.sha.copy()
-        start, length = self._part_range(number)
-        fh.seek(start)
-        while length > 0:
-            chunk = fh.read(min(HASH_CHUNK, length))
-            if not chunk:
-                break
-            part_sha.update(chunk)
-            length -= len(chunk)
-        with self.lock:
-            self.hashing = None
-            if not self.valid or length:
-                self.valid = False
-                self._stop()
-                return False
-            self.sha, self.hashed[number], self.next_part = part_sha, etag, number + 1
-            return True
-
-    def digest(self, path: Path, etags: dict[int, str]) -> str:
-        """The data file's SHA-256: the cursor's work where it still matches ``etags``, the rest read now."""
-        while True:
-            with self.lock:
-                waiting = self.running
-            if waiting is None:
-                break
-            waiting.wait()
-        with self.lock:
-            usable = self.valid and all(etags.get(n) == e for n, e in self.hashed.items())
-            sha, first = (self.sha.copy(), self.next_part) if usable else (hashlib.sha256(), 1)
-        with open(path, "rb") as fh:
-            fh.seek((first - 1) * self.part_size)
-            while chunk := fh.read(HASH_CHUNK):
-                sha.update(chunk)
-        return sha.hexdigest()
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+    else:
+        with _THREAD_LOCK:
+            if (upload.id, number) not in _THREAD_LOCKED:
+                _THREAD_LOCKED.add((upload.id, number))
+                return
+    raise Conflict(
+        f"Part {number} is being uploaded by another request; send it again once that one ends.",
+        code=8014,
+        field="part_number",
+    )
 
 
-class DigestCursors:
-    """The cursors of this process's uploads in progress (forgotten on completion or abort)."""
-
-    LIMIT = 1000
-
-    def __init__(self) -> None:
-        self._cursors: dict[str, DigestCursor] = {}
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload-digest")
-
-    def get(self, upload: Upload, path: Path) -> DigestCursor:
-        with self._lock:
-            cursor = self._cursors.get(upload.id)
-            if cursor is None:
-                if len(self._cursors) >= self.LIMIT:  # abandoned uploads: drop the oldest
-                    self._cursors.pop(next(iter(self._cursors)))
-                cursor = self._cursors[upload.id] = DigestCursor(upload, path)
-            return cursor
-
-    def wrote(self, cursor: DigestCursor, number: int, etag: str | None) -> None:
-        if cursor.wrote_part(number, etag):
-            self._pool.submit(cursor.run)
-
-    def forget(self, upload_id: str) -> DigestCursor | None:
-        with self._lock:
-            return self._cursors.pop(upload_id, None)
-
-    def finish(self, upload: Upload, path: Path, etags: dict[int, str]) -> str:
-        cursor = self.forget(upload.id) or DigestCursor(upload, path)
-        return cursor.digest(path, etags)
+def unlock_part(upload: Upload, number: int) -> None:
+    """Only the per-process fallback needs this; OFD locks end when the descriptor is closed."""
+    if not hasattr(fcntl, "F_OFD_SETLK"):
+        with _THREAD_LOCK:
+            _THREAD_LOCKED.discard((upload.id, number))
 
 
-DIGESTS = DigestCursors()
+def blob_key(upload: Upload, etags: dict[int, str]) -> str | None:
+    """The blob key implied by the parts' SHA-256 digests (their ETags), without reading the data.
+
+    One part: its digest, which is the content's SHA-256 (the key every other way in uses). Several:
+    the SHA-256 of the size, the part size and the part digests, suffixed ``-<parts>`` like S3's
+    multipart ETags. The suffix keeps these keys apart from plain SHA-256 keys, so no file can be
+    crafted whose plain key equals another content's multipart key. Equal contents uploaded with the
+    same part size still share one blob. ``None`` when a digest is not a SHA-256 (a part recorded
+    by an older version): the caller then hashes the file.
+    """
+    count = part_count(upload.size, upload.part_size)
+    digests = [etags.get(n, "") for n in range(1, count + 1)]
+    if not all(_HEX64.fullmatch(d) for d in digests):
+        return None
+    if count == 1:
+        return digests[0]
+    tree = hashlib.sha256(f"bridgehead-multipart {upload.size} {upload.part_size}\n".encode())
+    for digest in digests:
+        tree.update(bytes.fromhex(digest))
+    return f"{tree.hexdigest()}-{count}"

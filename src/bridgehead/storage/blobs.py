@@ -2,7 +2,9 @@
 
 Blobs are written to a temporary name while their SHA-256 is computed, fsynced, then renamed to
 ``<aa>/<sha256>``: a crash never leaves a half-written blob under a real key, and equal contents
-are stored once (copies of a file share one blob). Nothing is read whole into memory.
+are stored once (copies of a file share one blob). Nothing is read whole into memory. A multipart
+upload's key is derived from its parts' SHA-256 digests instead (``<sha256 of the digests>-<parts>``,
+see ``domain.uploads.blob_key``): still content-derived, and never equal to a plain key.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class BlobStore(Protocol):
     """What the rest of bridgehead needs from a blob store (local disk today; S3 or a shared FS later)."""
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]: ...
-    def put_file(self, src: Path, move: bool = False, digest: str | None = None) -> tuple[str, int]: ...
+    def put_file(self, src: Path, move: bool = False, key: str | None = None) -> tuple[str, int]: ...
     def open(self, key: str) -> BinaryIO: ...
     def path(self, key: str) -> Path: ...
     def size(self, key: str) -> int: ...
@@ -73,12 +75,13 @@ class LocalBlobStore:
             tmp_path.unlink(missing_ok=True)
             raise
 
-    def put_file(self, src: Path, move: bool = False, digest: str | None = None) -> tuple[str, int]:
+    def put_file(self, src: Path, move: bool = False, key: str | None = None) -> tuple[str, int]:
         """Store a local file; with ``move`` it is renamed in when on the same filesystem.
 
-        ``digest`` is the file's SHA-256 when the caller already computed it (an upload hashes its
-        parts as they arrive), sparing a read of the whole file.
+        ``key`` is a content key the caller already derived (a multipart upload's, from the digests of
+        its parts), sparing a read of the whole file; otherwise the file's SHA-256 is the key.
         """
+        digest = key
         if digest is None:
             sha = hashlib.sha256()
             with open(src, "rb") as fh:

@@ -142,7 +142,6 @@ def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = N
         with ctx.db.write() as s:
             files.collect_blobs(s, store, [key])
         raise
-    uploads.DIGESTS.forget(upload_id)
     uploads.remove_parts(ctx.settings, upload_id)
     if old_key and old_key != key:
         with ctx.db.write() as s:
@@ -154,7 +153,6 @@ def complete_upload(upload_id: str, ctx: CtxDep, body: UploadComplete | None = N
 def abort_upload(upload_id: str, ctx: CtxDep) -> Response:
     with ctx.db.write() as s:
         uploads.abort(s, ctx.user, upload_id)
-    uploads.DIGESTS.forget(upload_id)
     uploads.remove_parts(ctx.settings, upload_id)
     return ctx.no_content()
 
@@ -171,7 +169,8 @@ def _lookup(db: Database, upload_id: str) -> Upload | None:
 
 
 def _store_part(db: Database, upload_id: str, number: int, size: int, etag: str | None) -> bool:
-    """Record a received part (``etag``) or forget it after a failed PUT (``None``)."""
+    """Record a received part (``etag``), or forget it (``None``) before a PUT rewrites its bytes.
+    False when the upload no longer exists."""
     with db.write() as s:
         if s.get(Upload, upload_id) is None:
             return False
@@ -190,10 +189,12 @@ async def put_part(
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """Stream one part to its offset in the upload's data file, computing its md5 (the ETag).
+    """Stream one part to its offset in the upload's data file, computing its SHA-256 (the ETag).
 
-    A declared wrong size is refused before any byte is written; a body that turns out too long or
-    too short un-records the part, so completion cannot use it.
+    A declared wrong size is refused before any byte is written. The part's earlier record is
+    dropped before its bytes are touched and the new one is recorded only after the last byte, all
+    under the part's lock (``uploads.lock_part``): whatever stops a PUT midway, a recorded digest
+    always describes the bytes on disk, which the blob key relies on.
     """
     state = app_state(request)
     settings = state.settings
@@ -210,17 +211,33 @@ async def put_part(
         )
     path = uploads.data_path(settings, upload_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cursor = uploads.DIGESTS.get(upload, path)
-    cursor.writing_part(part_number)
-    md5 = hashlib.md5(usedforsecurity=False)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        uploads.lock_part(fd, upload, part_number)
+        try:
+            return await _receive_part(state.db, request, fd, upload, part_number, want)
+        except NotFound:
+            uploads.remove_parts(settings, upload_id)  # the data file this PUT may have recreated
+            raise
+        finally:
+            uploads.unlock_part(upload, part_number)
+    finally:
+        os.close(fd)  # also releases the part's lock
+
+
+async def _receive_part(
+    db: Database, request: Request, fd: int, upload: Upload, part_number: int, want: int
+) -> Response:
+    if not await run_in_threadpool(_store_part, db, upload.id, part_number, want, None):
+        raise NotFound(f"Upload {upload.id} was completed or aborted meanwhile.", code=8003)
+    sha = hashlib.sha256()
     start = offset = uploads.part_offset(upload, part_number)
     got = 0
     batch: list[bytes] = []
     batched = 0
-    # md5 and the writes run on a worker thread (both release the GIL) while the event loop goes on
-    # decrypting and parsing: one batch in flight per request keeps the md5 in order.
+    # The hash and the writes run on a worker thread (both release the GIL) while the event loop goes
+    # on decrypting and parsing: one batch in flight per request keeps the hash in order.
     pending: Future[int] | None = None
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     etag: str | None = None
     try:
         async for chunk in request.stream():
@@ -233,32 +250,25 @@ async def put_part(
             if batched >= WRITE_BATCH or len(batch) >= MAX_IOVECS:
                 if pending is not None:
                     offset = await asyncio.wrap_future(pending)
-                pending = _WRITERS.submit(uploads.write_chunks, fd, md5, batch, offset)
+                pending = _WRITERS.submit(uploads.write_chunks, fd, sha, batch, offset)
                 batch, batched = [], 0
         if pending is not None:
             offset = await asyncio.wrap_future(pending)
+            pending = None
         if batch and got <= want:
-            offset = await run_in_threadpool(uploads.write_chunks, fd, md5, batch, offset)
+            offset = await run_in_threadpool(uploads.write_chunks, fd, sha, batch, offset)
         if got == want:
             await run_in_threadpool(uploads.start_writeback, fd, start, want)
-            etag = md5.hexdigest()
+            etag = sha.hexdigest()
     finally:
         if pending is not None:
             wait([pending])  # at most one batch: the descriptor must outlive its write
-        os.close(fd)
-        if etag is None:
-            uploads.DIGESTS.wrote(cursor, part_number, None)
     if etag is None:
-        await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, None)
         raise BadRequest(
             f"Part {part_number} must be {want} bytes, got {'more' if got > want else got}.",
             code=8014,
             field="part_number",
         )
-    recorded = await run_in_threadpool(_store_part, state.db, upload_id, part_number, want, etag)
-    uploads.DIGESTS.wrote(cursor, part_number, etag if recorded else None)
-    if not recorded:
-        uploads.DIGESTS.forget(upload_id)
-        uploads.remove_parts(settings, upload_id)
-        raise NotFound(f"Upload {upload_id} was completed or aborted meanwhile.", code=8003)
+    if not await run_in_threadpool(_store_part, db, upload.id, part_number, want, etag):
+        raise NotFound(f"Upload {upload.id} was completed or aborted meanwhile.", code=8003)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})

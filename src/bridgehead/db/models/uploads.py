@@ -33,7 +33,7 @@ class Upload(Base):
 
 
 class UploadPart(Base):
-    """One part received by a signed PUT (``etag`` is the md5 of its bytes); ``reported`` once the
+    """One part received by a signed PUT (``etag`` is the SHA-256 of its bytes); ``reported`` once the
     client has sent the part report."""
 
     __tablename__ = "upload_parts"
