@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -124,3 +125,33 @@ def test_listing_items_equal_the_file_objects(http: httpx.Client, project: dict[
         assert single.json() == item
         raw_item = listed.content.split(f'"id":"{item["id"]}"'.encode())[1].split(b"}", 1)[0]
         assert raw_item in single.content  # same bytes, not merely equal JSON
+
+
+def test_opposite_moves_at_once(http: httpx.Client, server: EmbeddedServer, project: dict[str, Any]) -> None:
+    """Two clients moving files in opposite directions between the same two folders at the same time:
+    every move succeeds (on PostgreSQL the count rows are taken in one order, so neither move can
+    deadlock the other) and the totals stay true."""
+    folders = [
+        _ok(http.post("/files", json={"name": f"swap-{n}", "type": "folder", "project": project["id"]}), 201)
+        for n in ("x", "y")
+    ]
+    ids = [f["id"] for f in folders]
+    files = [upload_bytes(http, project, f"swap-{n}.txt", b"s") for n in range(2)]
+    for f, folder in zip(files, ids, strict=True):
+        _ok(http.post(f"/files/{f['id']}/actions/move", json={"parent": folder}))
+
+    def shuttle(file_id: str, start: int) -> list[int]:
+        statuses = []
+        with httpx.Client(
+            base_url=str(http.base_url), headers=http.headers, verify=http._transport._pool._ssl_context
+        ) as own:  # type: ignore[attr-defined]
+            for step in range(40):
+                to = ids[(start + step + 1) % 2]
+                statuses.append(own.post(f"/files/{file_id}/actions/move", json={"parent": to}).status_code)
+        return statuses
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(shuttle, [f["id"] for f in files], [0, 1]))
+    assert all(code == 200 for codes in results for code in codes), results
+    assert _total(http, parent=ids[0]) == _total(http, parent=ids[1]) == 1
+    _counts_match_reality(server)

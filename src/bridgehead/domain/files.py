@@ -469,9 +469,25 @@ def move_file(
                 if row.is_folder:
                     pending.append(row.id)
         target.project_id = project.id
+    if target.parent_id != parent.id:
+        lock_counts(session, [target.parent_id, parent.id])
     target.parent_id, target.name, target.modified_on = parent.id, new_name, utcnow()
     session.flush()
     return target
+
+
+def lock_counts(session: Session, folder_ids: list[str | None]) -> None:
+    """Lock the ``folder_counts`` rows a move will update, in id order (PostgreSQL).
+
+    The move trigger updates the old parent's count, then the new one's: two moves in opposite
+    directions between the same folders would each hold one row and wait for the other (a deadlock
+    that PostgreSQL breaks by failing one request). Taking both rows first, in one order, makes the
+    second move wait instead. SQLite has a single writer, so it needs nothing."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    ids = sorted({i for i in folder_ids if i is not None})
+    query = select(FolderCount.folder_id).where(FolderCount.folder_id.in_(ids))
+    session.execute(query.order_by(FolderCount.folder_id).with_for_update())
 
 
 def collect_blobs(session: Session, store: LocalBlobStore, keys: list[str | None]) -> int:
