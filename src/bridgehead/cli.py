@@ -99,6 +99,7 @@ def serve(
 
     from bridgehead.main import create_app
     from bridgehead.tls import ensure_self_signed
+    from bridgehead.tuning import tune_malloc
 
     settings = load_settings(
         host=host,
@@ -151,6 +152,7 @@ def serve(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     application = create_app(settings, db)
+    tune_malloc()
     uvicorn.run(
         application,
         host=settings.host,
