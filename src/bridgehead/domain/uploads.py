@@ -309,9 +309,14 @@ _SYNC_FILE_RANGE = _load_sync_file_range()
 
 
 def write_chunks(fd: int, sha: Any, chunks: list[bytes], offset: int) -> int:
-    """Hash and write received chunks at ``offset`` (run off the event loop: both release the GIL)."""
+    """Hash and write received chunks at ``offset``, then start writing them to disk (run off the event
+    loop: all three release the GIL).
+
+    Writeback starts per batch (without waiting for it), so the disk works while the upload streams
+    and the fsync on completion finds only the last few MiB dirty, not the last parts in flight."""
     for chunk in chunks:
         sha.update(chunk)
+    start = offset
     end = offset + sum(map(len, chunks))
     while offset < end:
         written = os.pwritev(fd, chunks, offset)
@@ -325,14 +330,9 @@ def write_chunks(fd: int, sha: Any, chunks: list[bytes], offset: int) -> int:
                 rest.append(chunk[skip:])
                 skip = 0
             chunks = rest
+    if _SYNC_FILE_RANGE is not None and end > start:
+        _SYNC_FILE_RANGE(fd, start, end - start, SYNC_FILE_RANGE_WRITE)
     return end
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a finished part to disk now (without waiting), so that the fsync on completion
-    finds little left to flush instead of a whole upload's dirty pages."""
-    if _SYNC_FILE_RANGE is not None and length > 0:
-        _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
 _THREAD_LOCKED: set[tuple[str, int]] = set()

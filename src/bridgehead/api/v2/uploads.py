@@ -231,7 +231,7 @@ async def _receive_part(
     if not await run_in_threadpool(_store_part, db, upload.id, part_number, want, None):
         raise NotFound(f"Upload {upload.id} was completed or aborted meanwhile.", code=8003)
     sha = hashlib.sha256()
-    start = offset = uploads.part_offset(upload, part_number)
+    offset = uploads.part_offset(upload, part_number)
     got = 0
     batch: list[bytes] = []
     batched = 0
@@ -258,7 +258,6 @@ async def _receive_part(
         if batch and got <= want:
             offset = await run_in_threadpool(uploads.write_chunks, fd, sha, batch, offset)
         if got == want:
-            await run_in_threadpool(uploads.start_writeback, fd, start, want)
             etag = sha.hexdigest()
     finally:
         if pending is not None:
