@@ -12,6 +12,7 @@ threads post them. A second, light Python client probes ``GET /tasks/{id}`` thro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -46,6 +48,8 @@ TASKS = int(os.environ.get("BENCH_TASKS", "1000"))
 BATCH = int(os.environ.get("BENCH_BATCH", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 DRAFTS = int(os.environ.get("BENCH_DRAFTS", "200"))
+# API processes of the server (`serve --workers`); the dispatcher then runs in the parent process.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 USE_WRK = shutil.which("wrk") is not None and os.environ.get("BENCH_WRK", "1") != "0"
 
 # One Lua state per wrk thread: each names its tasks "<prefix><thread>-<n>" and stops the thread after
@@ -117,10 +121,13 @@ def p99(values: list[float]) -> float:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the server: its process and every child (the API processes of --workers)."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / 2**20
 
 
 class Prober(threading.Thread):
@@ -201,7 +208,7 @@ def wait_done(client: httpx.Client, timeout: float, **params: Any) -> float:
 
 
 def main() -> None:
-    server = EmbeddedServer(engine="fake").start()
+    server = EmbeddedServer(engine="fake", workers=WORKERS).start()
     try:
         ctx = ssl.create_default_context(cafile=server.ca_file)
         limits = httpx.Limits(max_connections=CLIENTS + 2)
@@ -350,6 +357,7 @@ def main() -> None:
                     "bench": "tasks",
                     "tasks": TASKS,
                     "load_generator": "wrk" if USE_WRK else "python",
+                    "api_processes": WORKERS,
                     "creations_per_s": round(rate, 1),
                     "draft_creations_per_s": round(draft_rate, 1),
                     "run_vs_draft_creation": round(rate / draft_rate, 2),

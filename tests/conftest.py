@@ -1,7 +1,7 @@
 """Shared fixtures: a live server per test module (real uvicorn, real database, TLS self-signed).
 
 Set ``ENGINE = "local"`` (or another engine) at module level to pick the server's engine; the
-default is the fake engine. With ``BRIDGEHEAD_TEST_POSTGRES_URL`` set (``make test`` does so under
+default is the fake engine. ``SERVER_WORKERS = 2`` runs the module's server with two API processes. With ``BRIDGEHEAD_TEST_POSTGRES_URL`` set (``make test`` does so under
 CI), every module that uses ``server`` runs once on SQLite and once on PostgreSQL.
 """
 
@@ -78,6 +78,7 @@ def server(
         engine=engine,
         db_kind=request.param,
         extra_env=dict(extra_env),
+        workers=getattr(request.module, "SERVER_WORKERS", 1),
     )
     try:
         yield srv

@@ -93,6 +93,13 @@ def serve(
         bool | None,
         typer.Option("--dispatcher/--no-dispatcher", help="run the task dispatcher in this process"),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="API processes [env BRIDGEHEAD_WORKERS, default 1]; with more than one, the dispatcher "
+            "runs in the parent process"
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (migrations are applied first)."""
     import uvicorn
@@ -113,6 +120,7 @@ def serve(
         engine=engine,
         forwarded_allow_ips=forwarded_allow_ips,
         dispatcher=dispatcher,
+        workers=workers,
     )
     problems = settings.unsafe_reasons()
     if settings.dispatcher and not problems:
@@ -141,9 +149,10 @@ def serve(
     url = (settings.public_url or f"{scheme}://{shown_host}:{settings.port}").rstrip("/").removesuffix(
         "/v2"
     ) + "/v2"
+    processes = f", {settings.workers} API processes" if settings.workers > 1 else ""
     console.print(
         f"bridgehead {__version__} listening on [bold]{url}[/] (engine {settings.engine}, "
-        f"data {settings.data_dir.resolve()})"
+        f"data {settings.data_dir.resolve()}{processes})"
     )
     if settings.tls_self_signed:
         console.print(f"  export REQUESTS_CA_BUNDLE={Path(ssl['ssl_certfile']).resolve()}")
@@ -151,23 +160,63 @@ def serve(
         f"  python -c \"import sevenbridges as sbg; print(sbg.Api(url='{url}', token='<token>').users.me())\""
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers > 1:
+        _serve_processes(settings, db, ssl)
+        return
     application = create_app(settings, db)
     tune_malloc()
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
+    uvicorn.run(application, **_uvicorn_options(settings, ssl))
+
+
+def _uvicorn_options(settings: Settings, ssl: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
         # X-Forwarded-* is interpreted by api/urls.py against the real peer address; uvicorn's own
         # rewriting would replace that peer with the X-Forwarded-For value before we could check it.
-        proxy_headers=False,
-        loop="auto",
-        http="auto",
+        "proxy_headers": False,
         # Idle keep-alive clients must not hold a SIGTERM'd server open for the default 30 s.
-        timeout_graceful_shutdown=5,
+        "timeout_graceful_shutdown": 5,
         **ssl,
+    }
+
+
+def _serve_processes(settings: Settings, db: Database, ssl: dict[str, Any]) -> None:
+    """``serve --workers N``: N API processes on one port; the dispatcher and transfers run here.
+
+    The children get these settings (already resolved) with the dispatcher off and the address of
+    this process's wake-up socket, so that a queued task is picked up at once.
+    """
+    import os
+
+    import uvicorn
+
+    from bridgehead.main import PARENT_ENV, SETTINGS_ENV
+    from bridgehead.workers.lifecycle import start_loops
+    from bridgehead.workers.wakeup import WakeListener
+
+    loops = start_loops(settings, db) if settings.dispatcher else None
+    listener = WakeListener(loops.wake_handlers()).start() if loops is not None else None
+    child = settings.model_copy(
+        update={"dispatcher": False, "wake_address": listener.address if listener else None}
     )
+    os.environ[SETTINGS_ENV] = child.model_dump_json()
+    os.environ[PARENT_ENV] = str(os.getpid())
+    try:
+        uvicorn.run(
+            "bridgehead.main:api_process_app",
+            factory=True,
+            workers=settings.workers,
+            **_uvicorn_options(settings, ssl),
+        )
+    finally:
+        if listener is not None:
+            listener.stop()
+        if loops is not None:
+            loops.stop()
+        db.dispose()
 
 
 @app.command()

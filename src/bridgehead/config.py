@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str | None = None
     engine: EngineName = "local"
     dispatcher: bool = True
+    # API processes of `serve`. With more than one, the API runs in that many child processes sharing
+    # the port, and the dispatcher and transfers run in the parent: requests and background work use
+    # separate cores instead of sharing one interpreter lock.
+    workers: int = Field(default=1, ge=1, le=64)
+    # Set by `serve` for its API child processes: where to send wake-ups for the parent's loops.
+    wake_address: str | None = None
 
     # Rate limiting per user: requests per window. The platform allows 1000 per 5 minutes;
     # a self-hosted server defaults to something far more generous.

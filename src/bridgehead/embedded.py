@@ -45,6 +45,7 @@ class EmbeddedServer:
     database_url: str | None = None
     tls: bool = True
     username: str = "tester"
+    workers: int = 1  # API processes (`serve --workers`)
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
@@ -97,6 +98,8 @@ class EmbeddedServer:
 
     def _spawn(self) -> None:
         args = [sys.executable, "-m", "bridgehead", "serve", "--port", str(self.port), *self.extra_args]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
         if self.tls:
             from bridgehead.tls import ensure_self_signed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,10 @@ from bridgehead.db.session import Database
 from bridgehead.workers import lifecycle
 
 log = logging.getLogger(__name__)
+
+# How `serve --workers N` hands its resolved settings and its pid to the API processes it starts.
+SETTINGS_ENV = "BRIDGEHEAD_SERVE_SETTINGS"
+PARENT_ENV = "BRIDGEHEAD_SERVE_PARENT"
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -48,6 +53,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         redirect_slashes=False,
         lifespan=lifespan,
     )
+    if settings.wake_address:
+        from bridgehead.workers.wakeup import WakeSender
+
+        state.wake_sender = WakeSender(settings.wake_address)
     app.state.bridgehead = state
     errors.install(app)
 
@@ -81,3 +90,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.openapi = openapi_document  # type: ignore[method-assign]
     app.add_middleware(SbgHeadersMiddleware, limiter=state.limiter, route_log=settings.route_log)
     return app
+
+
+def api_process_app() -> FastAPI:
+    """The app of one API process of ``serve --workers N`` (uvicorn calls this in each child).
+
+    The settings are the parent's, already resolved from its options and environment; the child
+    serves the API only and dies with the parent, which runs the dispatcher.
+    """
+    from bridgehead.tuning import die_with_parent, tune_malloc
+
+    die_with_parent(int(os.environ[PARENT_ENV]))
+    tune_malloc()
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(settings)

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import signal
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+PR_SET_PDEATHSIG = 1
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
 
 
 def tune_malloc(mmap_threshold: int = 1 << 20, trim_threshold: int = 32 << 20) -> bool:
@@ -17,13 +30,24 @@ def tune_malloc(mmap_threshold: int = 1 << 20, trim_threshold: int = 32 << 20) -
     mmap, a mremap and a munmap: three system calls and fresh page faults per 16 KiB received (the
     event loop's system time during a TLS upload halved without them). A no-op without glibc.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the parent process ends, however it ends (Linux ``PR_SET_PDEATHSIG``).
+
+    An API process of ``serve --workers N`` must not keep answering on the shared port after its
+    parent, which runs the dispatcher, was killed: tasks would be queued that nobody runs. If the
+    parent is already gone when this runs, the process ends at once.
+    """
+    prctl = getattr(_libc(), "prctl", None)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -45,6 +46,8 @@ class AppState:
     db: Database
     limiter: RateLimiter
     extras: dict[str, Any] = field(default_factory=dict)
+    # In an API process of ``serve --workers N``: sends wake-ups to the loops in the parent process.
+    wake_sender: Callable[[str], None] | None = None
     _auth_cache: dict[str, tuple[float, User]] = field(default_factory=dict)
     _auth_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +66,19 @@ class AppState:
                     self._auth_cache.clear()
                 self._auth_cache[token] = (now + AUTH_CACHE_SECONDS, user)
         return user
+
+    def wake(self, kind: str) -> None:
+        """Start the named loop's next pass now (``dispatcher`` or ``transfers``), wherever it runs."""
+        if self.wake_sender is not None:
+            self.wake_sender(kind)
+        elif kind == "dispatcher":
+            dispatcher = self.extras.get("dispatcher")
+            if dispatcher is not None:
+                dispatcher.wake()
+        elif kind == "transfers":
+            from bridgehead.workers import transfers
+
+            transfers.wake()
 
     def forget_tokens(self) -> None:
         with self._auth_lock:

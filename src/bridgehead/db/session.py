@@ -7,6 +7,8 @@ SQLITE_BUSY when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +59,7 @@ class Database:
             )
             self.write_engine = self.engine
         self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
+        self._file_lock = _SqliteWriterLock(self.engine.url.database) if self.is_sqlite else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
         for factory in (self._read, self._write):
@@ -71,22 +74,55 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A transaction that commits when the block ends and rolls back on any exception.
 
-        On SQLite, writers of this process also queue on a Python lock: SQLite's own busy handler
-        makes a waiting writer sleep in growing steps (up to 100 ms), so under concurrent writes most
-        of the time went to sleeping; a lock hands over at once. Other processes (admin commands, a
-        separate worker) still meet at SQLite's lock with the busy timeout.
+        On SQLite, writers queue on a Python lock (threads of this process) and then on an ``flock``
+        next to the database file (other bridgehead processes: the API processes and the dispatcher of
+        ``serve --workers N``). SQLite's own busy handler makes a waiting writer sleep in growing steps
+        (up to 100 ms), so under concurrent writes most of the time went to sleeping; a lock hands over
+        at once. Anything else writing the file (sqlite3 by hand) still meets SQLite's busy timeout.
         """
-        if self._write_lock is None:
+        if self._write_lock is None or self._file_lock is None:
             with self._write() as session, session.begin():
                 yield session
             return
-        with self._write_lock, self._write() as session, session.begin():
+        with self._write_lock, self._file_lock, self._write() as session, session.begin():
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+
+
+class _SqliteWriterLock:
+    """An exclusive ``flock`` on ``<database>.writer-lock``, re-entrant within the holding thread.
+
+    Callers hold the process's thread lock first, so one thread at a time gets here; the depth count
+    lets a nested ``write()`` leave the file locked until the outermost one ends.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        if self._depth == 0:
+            if self._fd is None or self._pid != os.getpid():
+                # A forked child opens its own: an inherited descriptor shares the parent's lock.
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None or self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 def _hold(session: Session, instance: object) -> None:

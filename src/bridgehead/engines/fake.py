@@ -4,14 +4,14 @@ Runs are scripted from the task itself:
 - duration: ``execution_settings.fake_duration`` (seconds) or ``BRIDGEHEAD_FAKE_DURATION``; default 0;
 - outcome: an input string ``fake:fail`` fails the run, ``fake:no-outputs`` completes it without
   writing outputs (so the required-output rule can be seen to fail it).
-On completion it writes small real files into ``workdir/outputs`` matching the app's declared
-outputs, so output ingestion is exercised for real. The handle carries everything needed, so polls
-are stateless and a restarted server recovers fake runs like real ones.
+On completion it writes small real files into the run's directory matching the app's declared
+outputs, so output ingestion is exercised for real: as few files as that needs (a log and one file
+per output), since creating files is most of what a fake run costs. The handle carries everything
+needed, so polls are stateless and a restarted server recovers fake runs like real ones.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -100,8 +100,7 @@ class FakeEngine:
 
     def _finish(self, handle: dict[str, Any], workdir: Path, started: float) -> RunStatus:
         finished = started + float(handle["duration"])
-        log = workdir / "logs" / "stdout.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        log = workdir / "stdout.log"
         failed = handle["outcome"] == "fail"
         log.write_text(f"fake engine: outcome {handle['outcome']}\n")
         job = JobInfo(
@@ -124,8 +123,7 @@ class FakeEngine:
             )
         outputs: dict[str, Any] = {}
         if handle["outcome"] == "ok":
-            outputs = self._write_outputs(handle["outputs"], workdir / "outputs")
-        (workdir / "outputs.json").write_text(json.dumps(outputs))
+            outputs = self._write_outputs(handle["outputs"], workdir)
         return RunStatus(
             "completed",
             "Completed",
@@ -139,7 +137,6 @@ class FakeEngine:
 
     @staticmethod
     def _write_outputs(specs: list[list[Any]], out_dir: Path) -> dict[str, Any]:
-        out_dir.mkdir(parents=True, exist_ok=True)
         outputs: dict[str, Any] = {}
         for oid, t in specs:
             base, is_array = _base_type(t)

@@ -217,7 +217,10 @@ class Dispatcher:
                 self._fail_too_big(s, too_big)
             mine = self._claim(s, chosen) if chosen else []
             ids = [row[0] for row in mine]
-            specs, failed = self._prepare(s, ids) if ids else ({}, {})
+            reused = self._reuse(s, ids) if ids else set()
+        # Staging links files into run directories: file system work that must not hold the write
+        # lock (on SQLite every API write would wait for it).
+        specs, failed = self._prepare([i for i in ids if i not in reused])
         for task_id, cores, memory in mine:  # reused ones are done; the others now hold capacity
             if task_id in specs or task_id in failed:
                 self.inflight[task_id] = (cores, memory, None)
@@ -296,23 +299,31 @@ class Dispatcher:
             settings=settings,
         )
 
-    def _prepare(self, s: Any, ids: list[str]) -> tuple[dict[str, RunSpec], dict[str, str]]:
-        """Claimed tasks: identical earlier jobs (use_memoization) complete without running; the
-        others get their run spec (inputs staged), or a failure message when staging failed."""
+    def _reuse(self, s: Any, ids: list[str]) -> set[str]:
+        """Claimed tasks whose identical earlier job can be reused (use_memoization) complete now."""
+        tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+        wanted = [t.id for t in tasks if memo.enabled(s, t)]
+        if not wanted:
+            return set()
+        keep = execution.preload(s, tasks, root_folders=False)  # noqa: F841  # see preload
+        reused = memo.try_reuse(s, wanted, self.prices)
+        self._rollup(s, {p for p in reused.values() if p})
+        return set(reused)
+
+    def _prepare(self, ids: list[str]) -> tuple[dict[str, RunSpec], dict[str, str]]:
+        """Run specs of claimed tasks (inputs staged), or a failure message when staging failed."""
         specs: dict[str, RunSpec] = {}
         failed: dict[str, str] = {}
-        tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
-        keep = execution.preload(s, tasks, root_folders=False)  # noqa: F841  # held: identity-map hits
-        wanted = [t.id for t in tasks if memo.enabled(s, t)]
-        reused = memo.try_reuse(s, wanted, self.prices) if wanted else {}
-        self._rollup(s, {p for p in reused.values() if p})
-        for task in tasks:
-            if task.id in reused:
-                continue
-            try:
-                specs[task.id] = self._spec(s, task)
-            except staging.StagingError as exc:
-                failed[task.id] = str(exc)
+        if not ids:
+            return specs, failed
+        with self.db.read() as s:
+            tasks = list(s.scalars(select(Task).where(Task.id.in_(ids))))
+            keep = execution.preload(s, tasks, root_folders=False)  # noqa: F841  # see preload
+            for task in tasks:
+                try:
+                    specs[task.id] = self._spec(s, task)
+                except staging.StagingError as exc:
+                    failed[task.id] = str(exc)
         return specs, failed
 
     def _start(self, ids: list[str], specs: dict[str, RunSpec], failed: dict[str, str]) -> None:
@@ -373,6 +384,7 @@ class Dispatcher:
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             touched: set[str] = set()
+            execution.store_ahead(self.blobs, [finished[i] for i in chunk if i in finished])
             with self.db.write() as s:
                 tasks = list(
                     s.scalars(select(Task).where(Task.id.in_(chunk)).with_for_update())

@@ -2,32 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from bridgehead.api.deps import AppState
+from bridgehead.config import Settings
+from bridgehead.db.session import Database
 
-
-def start(state: AppState) -> Any:
-    """Start background loops; returns a handle for ``stop``. No loop runs with ``dispatcher`` off."""
-    if not state.settings.dispatcher:
-        return None
+if TYPE_CHECKING:
     from bridgehead.workers.dispatcher import Dispatcher
     from bridgehead.workers.transfers import TransferWorker
 
-    dispatcher = Dispatcher(state.settings, state.db)
-    state.extras["transfers"] = TransferWorker(state.db, state.settings, dispatcher.worker_id).start()
+
+@dataclass
+class Loops:
+    dispatcher: Dispatcher
+    transfers: TransferWorker
+
+    def wake_handlers(self) -> dict[str, Any]:
+        from bridgehead.workers import transfers
+
+        return {"dispatcher": self.dispatcher.wake, "transfers": transfers.wake}
+
+    def stop(self) -> None:
+        self.transfers.stop()
+        self.dispatcher.stop()
+
+
+def start_loops(settings: Settings, db: Database) -> Loops:
+    """The dispatcher and the transfer threads, recovered and running (in this process)."""
+    from bridgehead.workers.dispatcher import Dispatcher
+    from bridgehead.workers.transfers import TransferWorker
+
+    dispatcher = Dispatcher(settings, db)
+    transfers = TransferWorker(db, settings, dispatcher.worker_id).start()
     dispatcher.start()
-    state.extras["dispatcher"] = dispatcher
-    return {"dispatcher": dispatcher}
+    return Loops(dispatcher, transfers)
 
 
-def stop(state: AppState, handle: Any) -> None:
-    transfer_worker = state.extras.pop("transfers", None)
-    if transfer_worker is not None:
-        transfer_worker.stop()
-    if not handle:
-        return
-    dispatcher = handle.get("dispatcher")
-    if dispatcher is not None:
-        dispatcher.stop()
+def start(state: AppState) -> Loops | None:
+    """Start background loops in the app's process; no loop runs with ``dispatcher`` off."""
+    if not state.settings.dispatcher:
+        return None
+    loops = start_loops(state.settings, state.db)
+    state.extras["dispatcher"] = loops.dispatcher
+    return loops
+
+
+def stop(state: AppState, loops: Loops | None) -> None:
     state.extras.pop("dispatcher", None)
+    if loops is not None:
+        loops.stop()

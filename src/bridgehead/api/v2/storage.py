@@ -32,7 +32,6 @@ from bridgehead.schemas.volumes import (
     volume_out,
 )
 from bridgehead.storage.volumes import VolumeError, backend_for
-from bridgehead.workers.transfers import wake
 
 router = APIRouter(tags=["storage"])
 
@@ -265,7 +264,7 @@ def create_import(ctx: CtxDep, body: dict[str, Any] | None = None) -> Response:
     with ctx.db.write() as s:
         row = transfers.submit_import(s, ctx.user, body)
         data = _out(ctx, s, row)
-    wake()
+    ctx.state.wake("transfers")
     return ctx.one(data, 201)
 
 
@@ -296,7 +295,7 @@ def create_export(
     with ctx.db.write() as s:
         row = transfers.submit_export(s, ctx.user, body, keep)
         data = _out(ctx, s, row)
-    wake()
+    ctx.state.wake("transfers")
     return ctx.one(data, 201)
 
 
@@ -348,7 +347,7 @@ def _bulk_create(ctx: Ctx, items: list[Any], kind: str, copy_only: bool) -> Resp
                 out.append({"resource": _out(ctx, s, row)})
         except SbgError as exc:
             out.append(_error(exc))
-    wake()
+    ctx.state.wake("transfers")
     return ctx.raw({"items": out})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from sqlalchemy.exc import IntegrityError
 
 from bridgehead.api.deps import CtxDep
 from bridgehead.api.fields import FieldSelector
@@ -49,9 +50,8 @@ def _wake_dispatcher(ctx: CtxDep, task: dict[str, Any]) -> None:
 
     Drafts give it nothing to do, so they do not wake it (a pass per draft would cost four queries).
     """
-    dispatcher = ctx.state.extras.get("dispatcher")
-    if dispatcher is not None and task.get("status") != "DRAFT":
-        dispatcher.wake()
+    if task.get("status") != "DRAFT":
+        ctx.state.wake("dispatcher")
 
 
 def _run_flag(action: str | None, run: str | None) -> bool:
@@ -93,17 +93,25 @@ def create_task(
         output_location=location,
         given=given,
     )
-    with ctx.db.write() as s:
+    run_it, no_batch = _run_flag(action, run), qbool(batch, "batch") is False
+    # Checks and validation read; only the INSERT needs the write transaction, so that creations (and
+    # the dispatcher) hold SQLite's single write lock for a moment each rather than for a whole request.
+    with ctx.db.read() as s:
         task = service.create(
-            s,
-            ctx.user,
-            draft,
-            _defaults(ctx),
-            run=_run_flag(action, run),
-            disable_batch=qbool(batch, "batch") is False,
+            s, ctx.user, draft, _defaults(ctx), run=run_it, disable_batch=no_batch, save=False
         )
         project = s.get(Project, task.project_id)  # held by the session since the permission check
         assert project is not None
+    try:
+        with ctx.db.write() as s:
+            service.insert(s, task)
+    except IntegrityError:
+        # Something the task refers to went away in between (a deleted project, app or file): the
+        # whole creation again in one write transaction answers with the right error.
+        with ctx.db.write() as s:
+            task = service.create(s, ctx.user, draft, _defaults(ctx), run=run_it, disable_batch=no_batch)
+            project = s.get(Project, task.project_id)
+            assert project is not None
     data = task_out(ctx.api, task, project.sbg_id)  # after the commit: the write lock is free sooner
     _wake_dispatcher(ctx, data)
     return ctx.one(data, 201)

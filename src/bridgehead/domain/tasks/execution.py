@@ -211,6 +211,47 @@ def progress(task: Task, status: RunStatus) -> None:
     task.jobs = jobs_json(status.jobs)
 
 
+def store_ahead(blobs: BlobStore, statuses: list[RunStatus]) -> None:
+    """Put finished runs' log and output files into the blob store ahead of recording them.
+
+    Reading, hashing and copying files is the slow part of finishing a run; done here, outside the
+    write transaction, the same ``put_file`` calls inside it are answered from the store's memory
+    (see ``LocalBlobStore.put_file``). Anything that fails here is simply done again there, where
+    its failure is handled.
+    """
+    for status in statuses:
+        for job in status.jobs:
+            for path in job.logs.values():
+                _store_quietly(blobs, Path(path))
+        _store_values(blobs, status.outputs or {})
+
+
+def _store_values(blobs: BlobStore, value: Any) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _store_values(blobs, item)
+    elif isinstance(value, dict):
+        cls = str(value.get("class", "")).lower()
+        src = outputs.local_path(value) if cls in ("file", "directory") else None
+        if cls == "file" and src is not None:
+            _store_quietly(blobs, src.resolve())
+            _store_values(blobs, value.get("secondaryFiles") or [])
+        elif cls == "directory" and src is not None and src.is_dir():
+            for entry in src.rglob("*"):
+                _store_quietly(blobs, entry.resolve())
+        elif cls not in ("file", "directory"):
+            for item in value.values():
+                _store_values(blobs, item)
+
+
+def _store_quietly(blobs: BlobStore, path: Path) -> None:
+    try:
+        if path.is_file():
+            blobs.put_file(path)
+    except OSError:
+        pass
+
+
 def _store_logs(
     session: Session, blobs: BlobStore, task: Task, project: Project, folder: File, jobs: list[JobInfo]
 ) -> dict[str, dict[str, str]]:

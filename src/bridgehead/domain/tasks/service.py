@@ -190,7 +190,13 @@ def create(
     *,
     run: bool = False,
     disable_batch: bool = False,
+    save: bool = True,
 ) -> Task:
+    """A new task from a request, checked and validated (and QUEUED with ``run`` when valid).
+
+    With ``save=False`` nothing is written: the caller may have built it in a read transaction and
+    inserts it with ``insert`` in a short write transaction.
+    """
     if not isinstance(draft.project, str) or not draft.project:
         raise BadRequest("Missing 'project': the task needs a project.", code=3006, field="project")
     if not isinstance(draft.app, str) or not draft.app:
@@ -238,9 +244,14 @@ def create(
     _revalidate(session, task, summary)
     if run and not task.errors:
         start(session, user, task, validated=True)  # before the INSERT: one statement, not two
+    if save:
+        insert(session, task)
+    return task
+
+
+def insert(session: Session, task: Task) -> None:
     session.add(task)
     session.flush()
-    return task
 
 
 def modify(session: Session, user: User, task: Task, changes: dict[str, Any]) -> Task:
