@@ -1,8 +1,9 @@
 """Shared fixtures: a live server per test module (real uvicorn, real database, TLS self-signed).
 
 Set ``ENGINE = "local"`` (or another engine) at module level to pick the server's engine; the
-default is the fake engine. ``SERVER_WORKERS = 2`` runs the module's server with two API processes. With ``BRIDGEHEAD_TEST_POSTGRES_URL`` set (``make test`` does so under
-CI), every module that uses ``server`` runs once on SQLite and once on PostgreSQL.
+default is the fake engine; ``SERVER_WORKERS = 2`` gives the module's server two API processes.
+With ``BRIDGEHEAD_TEST_POSTGRES_URL`` set (``make test`` does so under CI), every module that uses
+``server`` runs once on SQLite and once on PostgreSQL.
 """
 
 from __future__ import annotations
