@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bridgehead.db.base import Base, UTCDateTime, new_uuid, utcnow
@@ -77,3 +77,15 @@ class Task(Base):
     jobs: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Position of a child inside its batch (stable listing order).
     batch_index: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class ProjectTaskCount(Base):
+    """How many tasks a project has: the total of an unfiltered project listing without a COUNT over
+    the project's tasks. Kept by database triggers on ``tasks`` (migration 0011) in the writer's own
+    transaction; a project without tasks has no row.
+    """
+
+    __tablename__ = "project_task_counts"
+
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tasks: Mapped[int] = mapped_column(BigInteger)

@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from bridgehead.db.models import Member, Project, User
-from bridgehead.db.models.tasks import STATUSES, Task
+from bridgehead.db.models.tasks import STATUSES, ProjectTaskCount, Task
 from bridgehead.domain import projects
 from bridgehead.domain.errors import BadRequest, Forbidden, NotFound, SbgError
 
@@ -128,10 +128,18 @@ def list_tasks(
     # No order_by: newest first. order_by without order: ascending (sbg-api addendum §4).
     descending = (order or ("asc" if order_by else "desc")).lower() == "desc"
     column = ORDER_COLUMNS[order_by or "created_time"]
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if filters.get("project") and not any(
+        v not in (None, [], "") for k, v in filters.items() if k != "project"
+    ):
+        # The project's whole task list: its trigger-kept count (migration 0011), not a COUNT.
+        total = session.scalar(
+            select(ProjectTaskCount.tasks).where(ProjectTaskCount.project_id == acc.project.id)
+        )
+    else:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
     ordering: list[Any] = [column.desc(), Task.id.desc()] if descending else [column.asc(), Task.id.asc()]
     rows = list(session.scalars(query.order_by(*ordering).offset(offset).limit(limit)))
-    return rows, int(total)
+    return rows, int(total or 0)
 
 
 def bulk(session: Session, user: User, ids: list[Any]) -> list[Task | SbgError]:
