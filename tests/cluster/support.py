@@ -93,8 +93,9 @@ def seed_queued(
         for i, tid in enumerate(ids)
     ]
     with engine.begin() as conn:
-        for start in range(0, len(rows), 5000):
-            conn.execute(insert(Task), rows[start : start + 5000])
+        # Multi-row statements: the per-statement counting triggers then fire once per 500 rows.
+        for start in range(0, len(rows), 500):
+            conn.execute(insert(Task).values(rows[start : start + 500]))
     return ids
 
 

@@ -89,6 +89,12 @@ def _bulk_insert(session: Session, rows: list[dict[str, Any]]) -> None:
         {k: (orjson.dumps(v).decode() if k in json_columns and v is not None else v) for k, v in row.items()}
         for row in rows
     ]
+    if session.get_bind().dialect.name == "postgresql":
+        # One multi-row statement per chunk: psycopg runs an executemany as one statement per row,
+        # and the per-statement triggers keeping project_task_counts would then fire per row too.
+        for start in range(0, len(encoded), 500):
+            session.execute(insert(target).values(encoded[start : start + 500]))
+        return
     for start in range(0, len(encoded), 1000):
         session.execute(insert(target), encoded[start : start + 1000])
 
