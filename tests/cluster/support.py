@@ -93,9 +93,10 @@ def seed_queued(
         for i, tid in enumerate(ids)
     ]
     with engine.begin() as conn:
-        # Multi-row statements: the per-statement counting triggers then fire once per 500 rows.
-        for start in range(0, len(rows), 500):
-            conn.execute(insert(Task).values(rows[start : start + 500]))
+        # With RETURNING, SQLAlchemy sends many rows per statement ("insertmanyvalues"); without it
+        # psycopg sends one statement per row, and the per-statement counting triggers fire per row.
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(Task).returning(Task.id), rows[start : start + 5000]).all()
     return ids
 
 

@@ -89,14 +89,15 @@ def _bulk_insert(session: Session, rows: list[dict[str, Any]]) -> None:
         {k: (orjson.dumps(v).decode() if k in json_columns and v is not None else v) for k, v in row.items()}
         for row in rows
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        # One multi-row statement per chunk: psycopg runs an executemany as one statement per row,
-        # and the per-statement triggers keeping project_task_counts would then fire per row too.
-        for start in range(0, len(encoded), 500):
-            session.execute(insert(target).values(encoded[start : start + 500]))
-        return
+    # On PostgreSQL with RETURNING, SQLAlchemy sends up to 1,000 rows per statement
+    # ("insertmanyvalues"); without it psycopg sends one statement per row, and the per-statement
+    # triggers keeping project_task_counts would fire per row, updating one counter row 10,000 times.
+    many_rows = session.get_bind().dialect.name == "postgresql"
+    statement = insert(target).returning(target.c.id) if many_rows else insert(target)
     for start in range(0, len(encoded), 1000):
-        session.execute(insert(target), encoded[start : start + 1000])
+        result = session.execute(statement, encoded[start : start + 1000])
+        if many_rows:
+            result.all()
 
 
 def expand(session: Session, parent: Task) -> int:
