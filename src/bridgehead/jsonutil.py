@@ -1,12 +1,14 @@
-"""JSON encoding on hot paths: orjson, with the standard library for what orjson refuses.
+"""JSON on hot paths: orjson, with the standard library for what orjson gets wrong.
 
-orjson rejects integers beyond 64 bits, which CWL documents may carry (a ``long`` default, an input
-value); the standard library writes them exactly, so such a value costs speed, never an error.
+orjson rejects integers beyond 64 bits when writing and turns them into floats when reading; CWL
+documents may carry such values (a ``long`` default, an input value). The standard library handles
+them exactly, so such a value costs speed, never an error or a changed number.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -20,3 +22,20 @@ def dumps(value: Any) -> bytes:
         if "Integer exceeds" not in str(exc):
             raise
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# 19 digits in a row may be an integer orjson would read as a float (2**63 has 19 digits).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads(text: str | bytes | memoryview) -> Any:
+    """Parse JSON (the database's JSON columns); exact for integers of any size."""
+    raw = text.encode() if isinstance(text, str) else text if isinstance(text, bytes) else bytes(text)
+    if _LONG_DIGITS.search(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)
+
+
+def dumps_text(value: Any) -> str:
+    """``dumps`` as text, for drivers that bind JSON as a string."""
+    return dumps(value).decode()

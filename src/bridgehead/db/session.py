@@ -18,6 +18,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from bridgehead import jsonutil
+
+# The JSON columns (task inputs, outputs, jobs, app documents) through orjson: a listing of 50 tasks
+# decodes hundreds of JSON values, and the standard library was a tenth of its time.
+JSON_CODEC: dict[str, Any] = {"json_serializer": jsonutil.dumps_text, "json_deserializer": jsonutil.loads}
+
 
 def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
     engine = create_engine(
@@ -25,6 +31,7 @@ def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=pool_size,
         max_overflow=pool_size * 2,
+        **JSON_CODEC,
     )
 
     @event.listens_for(engine, "connect")
@@ -55,7 +62,7 @@ class Database:
             self.write_engine = _sqlite_engine(url, immediate=True, pool_size=pool_size)
         else:
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, **JSON_CODEC
             )
             self.write_engine = self.engine
         self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
