@@ -6,12 +6,15 @@ Runs are scripted from the task itself:
   writing outputs (so the required-output rule can be seen to fail it).
 On completion it writes small real files into the run's directory matching the app's declared
 outputs, so output ingestion is exercised for real: as few files as that needs (a log and one file
-per output), since creating files is most of what a fake run costs. The handle carries everything
-needed, so polls are stateless and a restarted server recovers fake runs like real ones.
+per output), since creating files is most of what a fake run costs. Their contents are the same in
+every run, so each is a hard link to one copy kept beside the run directories (a new directory entry,
+no new inode: file creation cost up to a millisecond on some disks here). The handle carries
+everything needed, so polls are stateless and a restarted server recovers fake runs like real ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -62,6 +65,22 @@ def _base_type(t: Any) -> tuple[str, bool]:
     return "Any", False
 
 
+def _write(path: Path, text: str, runs_dir: Path) -> None:
+    """``path`` with ``text``: a hard link to the one copy of that text in ``runs_dir/.fake-files``
+    (beside the run directories), or a plain write where linking is not possible."""
+    data = text.encode()
+    shared = runs_dir / ".fake-files" / hashlib.sha256(data).hexdigest()
+    try:
+        if not shared.exists():
+            shared.parent.mkdir(exist_ok=True)
+            tmp = shared.with_name(f"{shared.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, shared)
+        os.link(shared, path)
+    except OSError:
+        path.write_bytes(data)
+
+
 class FakeEngine:
     name = "fake"
 
@@ -102,7 +121,7 @@ class FakeEngine:
         finished = started + float(handle["duration"])
         log = workdir / "stdout.log"
         failed = handle["outcome"] == "fail"
-        log.write_text(f"fake engine: outcome {handle['outcome']}\n")
+        _write(log, f"fake engine: outcome {handle['outcome']}\n", workdir.parent)
         job = JobInfo(
             handle["job"],
             "FAILED" if failed else "DONE",
@@ -143,12 +162,12 @@ class FakeEngine:
             value: Any
             if base == "File":
                 path = out_dir / f"{oid}.txt"
-                path.write_text(f"output {oid} of a fake run\n")
+                _write(path, f"output {oid} of a fake run\n", out_dir.parent)
                 value = {"class": "File", "location": str(path), "path": str(path), "basename": path.name}
             elif base == "Directory":
                 path = out_dir / oid
                 path.mkdir(exist_ok=True)
-                (path / "part.txt").write_text(f"part of {oid}\n")
+                _write(path / "part.txt", f"part of {oid}\n", out_dir.parent)
                 value = {"class": "Directory", "location": str(path), "path": str(path), "basename": oid}
             elif base in ("int", "long"):
                 value = 1

@@ -34,6 +34,7 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def iter_range(self, key: str, start: int, end: int) -> Iterator[bytes]: ...
+    def empty_file(self) -> Path: ...
 
 
 # Files stored by ``put_file`` remembered by (path, inode, size, mtime), each until it is stored again.
@@ -135,6 +136,13 @@ class LocalBlobStore:
 
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")
+
+    def empty_file(self) -> Path:
+        """A zero-byte file in the store (empty files have no blob), for staging to link to."""
+        path = self.root / "empty"
+        if not path.exists():
+            path.touch()
+        return path
 
     def size(self, key: str) -> int:
         return self.path(key).stat().st_size

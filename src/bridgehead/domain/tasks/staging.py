@@ -27,8 +27,11 @@ def _link(blobs: BlobStore, f: File, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         return
-    if f.blob_key is None:
-        target.touch()
+    if f.blob_key is None:  # empty: a link to the store's one empty file (no new inode per run)
+        try:
+            os.link(blobs.empty_file(), target)
+        except OSError:
+            target.touch()
         return
     source = blobs.path(f.blob_key)
     if not source.exists():
