@@ -15,6 +15,7 @@ from bridgehead.db.base import new_file_id, utcnow
 from bridgehead.db.models import File
 from bridgehead.embedded import EmbeddedServer
 from tests.api.test_files_errors import _ok, upload_bytes
+from tests.support.dbstate import assert_same_pairs
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,11 @@ def _total(http: httpx.Client, **params: str) -> int:
 
 
 def _counts_match_reality(server: EmbeddedServer) -> None:
-    engine = create_engine(server.resolved_database_url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            kept = {r[0]: r[1] for r in conn.execute(text("SELECT folder_id, children FROM folder_counts"))}
-            real = conn.execute(
-                text("SELECT parent_id, COUNT(*) FROM files WHERE parent_id IS NOT NULL GROUP BY parent_id")
-            )
-            assert kept == {r[0]: r[1] for r in real}
-    finally:
-        engine.dispose()
+    assert_same_pairs(
+        server.resolved_database_url,
+        "SELECT folder_id, children FROM folder_counts",
+        "SELECT parent_id, COUNT(*) FROM files WHERE parent_id IS NOT NULL GROUP BY parent_id",
+    )
 
 
 def _insert_rows(server: EmbeddedServer, project_id: int, parent: str, count: int) -> None:

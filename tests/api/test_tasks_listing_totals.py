@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from bridgehead.embedded import EmbeddedServer
 from tests.cluster.support import seed_queued
+from tests.support.dbstate import assert_same_pairs
 from tests.support.taskapps import add_file, install_app, wait_task
 
 
@@ -23,14 +24,11 @@ def total(http: httpx.Client, **params: Any) -> int:
 
 
 def counts_match_reality(server: EmbeddedServer) -> None:
-    engine = create_engine(server.resolved_database_url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            kept = conn.execute(text("SELECT project_id, tasks FROM project_task_counts")).all()
-            real = conn.execute(text("SELECT project_id, COUNT(*) FROM tasks GROUP BY project_id")).all()
-            assert {p: n for p, n in kept} == {p: n for p, n in real}
-    finally:
-        engine.dispose()
+    assert_same_pairs(
+        server.resolved_database_url,
+        "SELECT project_id, tasks FROM project_task_counts",
+        "SELECT project_id, COUNT(*) FROM tasks GROUP BY project_id",
+    )
 
 
 @pytest.fixture(scope="module")

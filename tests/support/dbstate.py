@@ -1,4 +1,4 @@
-"""Snapshot every table of a server's database, to prove a failed request changed nothing."""
+"""Database checks behind the API: snapshots (a failed request changed nothing) and kept counts."""
 
 from __future__ import annotations
 
@@ -21,5 +21,17 @@ def snapshot(url: str) -> dict[str, str]:
                 digest = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
                 out[table] = f"{len(rows)}:{digest}"
         return out
+    finally:
+        engine.dispose()
+
+
+def assert_same_pairs(url: str, kept_sql: str, real_sql: str) -> None:
+    """Two queries of (key, number) rows agree: a trigger-kept count table and the real COUNT."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            kept = {k: n for k, n in conn.execute(text(kept_sql)).all()}
+            real = {k: n for k, n in conn.execute(text(real_sql)).all()}
+        assert kept == real
     finally:
         engine.dispose()
