@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     if settings.wake_address:
         from bridgehead.workers.wakeup import WakeSender
 
-        state.wake_sender = WakeSender(settings.wake_address)
+        state.waker = WakeSender(settings.wake_address)
     app.state.bridgehead = state
     errors.install(app)
 

@@ -45,9 +45,10 @@ class AppState:
     settings: Settings
     db: Database
     limiter: RateLimiter
-    extras: dict[str, Any] = field(default_factory=dict)
-    # In an API process of ``serve --workers N``: sends wake-ups to the loops in the parent process.
-    wake_sender: Callable[[str], None] | None = None
+    # Starts a background loop's next pass (``dispatcher`` or ``transfers``): the loops running in this
+    # process, or, in an API process of ``serve --workers N``, a datagram to the parent's. None: no
+    # loops to wake (``--no-dispatcher``).
+    waker: Callable[[str], None] | None = None
     _auth_cache: dict[str, tuple[float, User]] = field(default_factory=dict)
     _auth_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,17 +69,9 @@ class AppState:
         return user
 
     def wake(self, kind: str) -> None:
-        """Start the named loop's next pass now (``dispatcher`` or ``transfers``), wherever it runs."""
-        if self.wake_sender is not None:
-            self.wake_sender(kind)
-        elif kind == "dispatcher":
-            dispatcher = self.extras.get("dispatcher")
-            if dispatcher is not None:
-                dispatcher.wake()
-        elif kind == "transfers":
-            from bridgehead.workers import transfers
-
-            transfers.wake()
+        """Start the named loop's next pass now, wherever it runs."""
+        if self.waker is not None:
+            self.waker(kind)
 
     def forget_tokens(self) -> None:
         with self._auth_lock:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bridgehead.api.deps import AppState
 from bridgehead.config import Settings
@@ -19,10 +20,15 @@ class Loops:
     dispatcher: Dispatcher
     transfers: TransferWorker
 
-    def wake_handlers(self) -> dict[str, Any]:
+    def wake_handlers(self) -> dict[str, Callable[[], None]]:
         from bridgehead.workers import transfers
 
         return {"dispatcher": self.dispatcher.wake, "transfers": transfers.wake}
+
+    def wake(self, kind: str) -> None:
+        handler = self.wake_handlers().get(kind)
+        if handler is not None:
+            handler()
 
     def stop(self) -> None:
         self.transfers.stop()
@@ -45,11 +51,11 @@ def start(state: AppState) -> Loops | None:
     if not state.settings.dispatcher:
         return None
     loops = start_loops(state.settings, state.db)
-    state.extras["dispatcher"] = loops.dispatcher
+    state.waker = loops.wake
     return loops
 
 
 def stop(state: AppState, loops: Loops | None) -> None:
-    state.extras.pop("dispatcher", None)
     if loops is not None:
+        state.waker = None
         loops.stop()

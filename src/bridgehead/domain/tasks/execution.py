@@ -239,14 +239,17 @@ def _store_values(blobs: BlobStore, value: Any) -> None:
             _store_values(blobs, item)
     elif isinstance(value, dict):
         cls = str(value.get("class", "")).lower()
-        src = outputs.local_path(value) if cls in ("file", "directory") else None
-        if cls == "file" and src is not None:
-            _store_quietly(blobs, src.resolve())
-            _store_values(blobs, value.get("secondaryFiles") or [])
-        elif cls == "directory" and src is not None and src.is_dir():
-            for entry in src.rglob("*"):
-                _store_quietly(blobs, entry.resolve())
-        elif cls not in ("file", "directory"):
+        if cls == "file":
+            src = outputs.local_path(value)
+            if src is not None:
+                _store_quietly(blobs, src.resolve())
+                _store_values(blobs, value.get("secondaryFiles") or [])
+        elif cls == "directory":
+            src = outputs.local_path(value)
+            if src is not None and src.is_dir():
+                for entry in src.rglob("*"):
+                    _store_quietly(blobs, entry.resolve())
+        else:  # a record
             for item in value.values():
                 _store_values(blobs, item)
 
