@@ -375,29 +375,37 @@ class Dispatcher:
     def _record(self, statuses: dict[str, RunStatus]) -> bool:
         """Store progress and finish ended runs, a few per transaction so API writes are not held up.
 
-        Parents of the children finished in a chunk are rolled up in the same transaction, so a
-        reader never sees all children ended while their parent still says RUNNING.
+        Runs finished in the common shape are planned first, outside the write lock
+        (``execution.plan_finish``); the write transaction then applies the plan in a few statements
+        and finishes the rest one by one. Parents of the children finished in a chunk are rolled up
+        in the same transaction, so a reader never sees all children ended while their parent
+        still says RUNNING.
         """
         finished = {k: v for k, v in statuses.items() if v.state in ("completed", "failed", "aborted")}
         ids = list(statuses)
         size = RECORD_CHUNK if self.db.is_sqlite else RECORD_CHUNK_ROW_LOCKS
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
-            touched: set[str] = set()
-            execution.store_ahead(self.blobs, [finished[i] for i in chunk if i in finished])
+            plan = execution.FinishPlan(left=[i for i in chunk if i in finished])
+            if plan.left:
+                with self.db.read() as s:
+                    plan = execution.plan_finish(
+                        s, self.blobs, {i: finished[i] for i in plan.left}, self.prices
+                    )
+            execution.store_ahead(self.blobs, [finished[i] for i in plan.left])
             with self.db.write() as s:
-                tasks = list(
-                    s.scalars(select(Task).where(Task.id.in_(chunk)).with_for_update())
-                )  # see _start
-                ended = [t for t in tasks if t.id in finished]
-                keep = execution.preload(s, ended)  # noqa: F841  # see preload
-                careful = self._finish_many(s, ended, finished)
+                done = self._apply(s, plan)
+                touched = {plan.parents[i] for i in done if i in plan.parents}
+                rest = [i for i in chunk if i not in done]
+                tasks = (
+                    list(s.scalars(select(Task).where(Task.id.in_(rest)).with_for_update())) if rest else []
+                )
+                keep = execution.preload(s, [t for t in tasks if t.id in finished])  # noqa: F841  # see preload
                 for task in tasks:
                     if task.id not in finished:
                         execution.progress(task, statuses[task.id])
                         continue
-                    if task.id in careful:
-                        self._finish_one(s, task, finished[task.id])
+                    self._finish_one(s, task, finished[task.id])
                     if task.parent_id:
                         touched.add(task.parent_id)
                 self._rollup(s, touched)
@@ -406,27 +414,15 @@ class Dispatcher:
                     self.inflight.pop(task_id, None)
         return bool(finished)
 
-    def _finish_many(self, s: Any, tasks: list[Task], finished: dict[str, RunStatus]) -> set[str]:
-        """Finish what ``execution.finish_many`` can in one go; returns the ids left for ``_finish_one``.
-
-        Any error rolls the whole group back to its savepoint and every task of it takes the careful
-        one-at-a-time path, which fails only the task at fault.
-        """
-        if len(tasks) < 2:
-            return {t.id for t in tasks}
+    def _apply(self, s: Any, plan: execution.FinishPlan) -> set[str]:
+        """``execution.apply_finish`` in a savepoint: on any error nothing of it stays, and every task
+        of the plan takes the careful one-at-a-time path, which fails only the task at fault."""
         try:
             with s.begin_nested():
-                left = execution.finish_many(s, self.blobs, [(t, finished[t.id]) for t in tasks], self.prices)
-                skipped = {t.id for t in left}
-                for task in tasks:
-                    if task.id not in skipped:
-                        memo.remember(s, task)
-            return skipped
+                return execution.apply_finish(s, plan)
         except Exception:
-            log.exception("finishing %d tasks together failed: finishing them one by one", len(tasks))
-            for task in tasks:
-                s.refresh(task)
-            return {t.id for t in tasks}
+            log.exception("finishing %d tasks together failed: finishing them one by one", len(plan.updates))
+            return set()
 
     def _finish_one(self, s: Any, task: Task, status: RunStatus) -> None:
         try:

@@ -7,22 +7,22 @@ kept here (not in the worker) so a separate ``bridgehead worker`` reuses exactly
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Table, insert, select
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
-from bridgehead.db.base import new_file_id, new_uuid, utcnow
+from bridgehead.db.base import new_uuid, utcnow
 from bridgehead.db.models import AppRevision, File, Project, User
-from bridgehead.db.models.files import FILE, FOLDER
 from bridgehead.db.models.tasks import ABORTED, COMPLETED, FAILED, QUEUED, RUNNING, Task
-from bridgehead.domain import files
+from bridgehead.domain import files, memo
 from bridgehead.domain.errors import SbgError
 from bridgehead.domain.tasks import batching, locations, outputs, pricing, rules
 from bridgehead.domain.tasks.validation import collect_ids, file_ref, load_files
@@ -37,7 +37,9 @@ def summary_of(session: Session, task: Task) -> dict[str, Any]:
     return dict(rev.summary or {}) if rev is not None else {"inputs": [], "outputs": []}
 
 
-def preload(session: Session, tasks: list[Task], root_folders: bool = True) -> list[Any]:
+def preload(
+    session: Session, tasks: list[Task], root_folders: bool = True, input_files: bool = True
+) -> list[Any]:
     """Load the projects, root folders, app revisions and input files of many tasks in a few queries.
 
     Starting runs needs no root folder (``root_folders=False`` saves that query); finishing them does.
@@ -55,10 +57,11 @@ def preload(session: Session, tasks: list[Task], root_folders: bool = True) -> l
             keep += list(session.scalars(select(File).where(File.id.in_([p.root_folder for p in found]))))
     if revision_ids:
         keep += list(session.scalars(select(AppRevision).where(AppRevision.id.in_(revision_ids))))
-    ids: set[str] = set()
-    for t in tasks:
-        collect_ids(t.inputs or {}, ids)
-    keep += list(load_files(session, ids).values())
+    if input_files:
+        ids: set[str] = set()
+        for t in tasks:
+            collect_ids(t.inputs or {}, ids)
+        keep += list(load_files(session, ids).values())
     return keep
 
 
@@ -262,42 +265,35 @@ def _store_quietly(blobs: BlobStore, path: Path) -> None:
         pass
 
 
-def _store_logs(
-    session: Session, blobs: BlobStore, task: Task, project: Project, folder: File, jobs: list[JobInfo]
+def _place_logs(
+    placer: outputs.Placer, blobs: BlobStore, folder_id: str, jobs: list[JobInfo]
 ) -> dict[str, dict[str, str]]:
     """Each job's log files become project files under ``<output folder>/.logs``."""
     out: dict[str, dict[str, str]] = {}
-    logs_folder: File | None = None
+    logs_folder: str | None = None
     for job in jobs:
         for name, path in job.logs.items():
             p = Path(path)
             if not p.is_file():
                 continue
             if logs_folder is None:
-                logs_folder = files.make_folder(
-                    session, project=project, parent=folder, name=".logs", exist_ok=True
-                )
+                logs_folder, _ = placer.folder(folder_id, ".logs", exist_ok=True)
             key, size = blobs.put_file(p)
-            placed = files.place_file(
-                session,
-                project=project,
-                parent=logs_folder,
-                name=files.check_name(f"{job.name}.{name}"),
-                blob_key=key if size else None,
-                size=size,
-                conflict="autorename",
-                origin_task=task.id,
+            file_id, _ = placer.file(
+                logs_folder, files.check_name(f"{job.name}.{name}"), key if size else None, size
             )
-            out.setdefault(job.name, {})[name] = placed.id
+            out.setdefault(job.name, {})[name] = file_id
     return out
 
 
 def _export(
-    session: Session, task: Task, placed: list[tuple[str, File]], targets: dict[str, locations.Target]
+    session: Session, task: Task, placed: list[tuple[str, str]], targets: dict[str, locations.Target]
 ) -> None:
     from bridgehead.domain import transfers  # the volumes area; imported here to keep the API light
 
-    wanted = [(oid, f) for oid, f in placed if targets.get(oid) and targets[oid].volume]
+    wanted = [
+        (oid, session.get(File, fid)) for oid, fid in placed if targets.get(oid) and targets[oid].volume
+    ]
     if not wanted:
         return
     user = session.scalar(select(User).where(User.username == (task.executed_by or task.created_by)))
@@ -308,7 +304,7 @@ def _export(
     warnings = list(task.warnings or [])
     for oid, f in wanted:
         target = targets[oid]
-        assert target.volume is not None
+        assert target.volume is not None and f is not None
         location = f"{target.prefix.strip('/')}/{f.name}".lstrip("/")
         try:
             with session.begin_nested():
@@ -346,35 +342,37 @@ def finish(
     output_ids = [str(o.get("id")) for o in summary.get("outputs", [])]
     folder, targets = locations.targets(session, task, project, output_ids)
     task.output_folder = folder.id
-    logs = _store_logs(session, blobs, task, project, folder, status.jobs)
-    task.jobs = jobs_json(status.jobs, logs)
+    placer = outputs.SessionPlacer(session, project, task.id)
+    task.jobs = jobs_json(status.jobs, _place_logs(placer, blobs, folder.id, status.jobs))
     if status.state != "completed":
         rules.transition(task, FAILED, message=status.message or "Failed", prices=prices)
         return
-    _take_outputs(session, blobs, task, project, status, summary, targets, folder, prices)
+    folders = {oid: t.folder.id for oid, t in targets.items()}
+    got = _take_outputs(placer, blobs, task, status, summary, folders, folder.id, prices)
+    if got is not None:
+        _export(session, task, got.placed, targets)
+        rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes)
 
 
 def _take_outputs(
-    session: Session,
+    placer: outputs.Placer,
     blobs: BlobStore,
     task: Task,
-    project: Project,
     status: RunStatus,
     summary: dict[str, Any],
-    targets: dict[str, locations.Target],
-    folder: File,
+    folders: dict[str, str],
+    folder_id: str,
     prices: pricing.PriceTable,
-) -> None:
-    """A completed run's outputs become project files (and volume exports); COMPLETED, or FAILED
-    naming the required outputs that were not produced."""
-    got = outputs.ingest(session, blobs, task, project, status.outputs or {}, summary, targets, folder)
+) -> outputs.Ingested | None:
+    """A completed run's outputs become project files; FAILED (and None) naming the required outputs
+    that were not produced. The caller exports and completes the task."""
+    got = outputs.ingest(placer, blobs, status.outputs or {}, summary, folders, folder_id)
     task.outputs = got.outputs
     if got.missing:
         message = "Required output(s) not produced: " + ", ".join(got.missing) + "."
         rules.transition(task, FAILED, message=message, prices=prices, output_bytes=got.total_bytes)
-        return
-    _export(session, task, got.placed, targets)
-    rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes)
+        return None
+    return got
 
 
 def _take_final_counts(task: Task, status: RunStatus) -> None:
@@ -395,115 +393,144 @@ def plain_location(task: Task) -> bool:
     return not loc.get("main_location") and not any((n or {}).get("output_location") for n in nodes.values())
 
 
-def finish_many(
-    session: Session, blobs: BlobStore, items: list[tuple[Task, RunStatus]], prices: pricing.PriceTable
-) -> list[Task]:
-    """``finish`` for many runs at once, creating their folders and log files in one flush.
+# The columns finishing a run may change: ``apply_finish`` writes exactly these.
+FINISHED_COLUMNS = (
+    "status",
+    "start_time",
+    "end_time",
+    "execution_status",
+    "outputs",
+    "jobs",
+    "price",
+    "output_folder",
+)
 
-    Finishing one task at a time costs about ten round trips (a lookup and an insert for the output
-    folder, its ``.logs`` folder and each log file); here the name lookups are one query and the
-    inserts one statement. It covers the common shape: runs without an ``output_location`` whose
-    default folder name is still free. Every other task is returned untouched, for ``finish``.
-    The rows written are the ones ``finish`` writes (same names, same autorename of clashing logs).
+
+@dataclass
+class FinishPlan:
+    """Rows to write for runs finished in the common shape, prepared without the write lock.
+
+    ``left`` are the runs the plan does not cover (aborts, output locations, memoization, a default
+    folder name already taken): they take ``finish``, one by one, inside the write transaction.
     """
-    left: list[Task] = []
-    named: list[tuple[Task, RunStatus, Project, str]] = []
-    for task, status in items:
-        if status.state == "aborted" or task.abort_requested or not plain_location(task):
-            left.append(task)
-            continue
+
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> FINISHED_COLUMNS
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task id -> new files rows
+    folders: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (root id, name)
+    expected: dict[str, str] = field(default_factory=dict)  # task id -> status it had when planned
+    parents: dict[str, str] = field(default_factory=dict)  # task id -> batch parent id
+    left: list[str] = field(default_factory=list)
+
+
+def plan_finish(
+    session: Session, blobs: BlobStore, statuses: dict[str, RunStatus], prices: pricing.PriceTable
+) -> FinishPlan:
+    """Plan the recording of finished runs in a read transaction (``apply_finish`` writes the plan).
+
+    Finishing a run means new folder, log and output rows and a task row with its final state, price
+    and outputs; building them (ORM loads, JSON, names, blob keys) is most of the cost. Done here,
+    the write transaction that follows only checks that nothing changed meanwhile and executes a
+    few statements: on SQLite every API write waits while a writer holds the database.
+
+    Covered: runs without an ``output_location`` or memoization whose default folder name is free.
+    The tasks are loaded here and detached before they are changed, so this session writes nothing.
+    """
+    plan = FinishPlan()
+    tasks = list(session.scalars(select(Task).where(Task.id.in_(list(statuses)))))
+    keep = preload(session, tasks, root_folders=False, input_files=False)  # noqa: F841  # see preload
+    named: list[tuple[Task, Project, str]] = []
+    for task in tasks:
+        status = statuses[task.id]
         project = session.get(Project, task.project_id)
         assert project is not None
-        # The name ``locations.default_folder`` gives (``project_folder`` applies ``safe`` once more).
-        name = locations.safe(f"{locations.safe(task.name)}_{task.id[:8]}")
+        fits = (
+            status.state in ("completed", "failed")
+            and task.status == RUNNING
+            and not task.abort_requested
+            and plain_location(task)
+            and not memo.enabled(session, task)  # remembering a job takes the careful path
+        )
+        name = locations.safe(f"{locations.safe(task.name)}_{task.id[:8]}")  # as locations.default_folder
         try:
-            named.append((task, status, project, files.check_name(name)))
+            name = files.check_name(name)
         except SbgError:
-            left.append(task)
-    if not named:
-        return left
-    roots = {p.root_folder for _, _, p, _ in named}
-    taken = set(
-        session.execute(
-            select(File.parent_id, File.name).where(
-                File.parent_id.in_(roots), File.name.in_({n for *_, n in named})
-            )
-        ).tuples()
-    )
+            fits = False
+        if fits:
+            named.append((task, project, name))
+        else:
+            plan.left.append(task.id)
+    plan.left += [i for i in statuses if i not in {t.id for t in tasks}]
+    taken = _taken_names(session, {(p.root_folder, n) for _, p, n in named})
     now = utcnow()
-    placed: list[tuple[Task, RunStatus, Project, str, dict[str, dict[str, str]]]] = []
-    new_rows: list[dict[str, Any]] = []
-    for task, status, project, name in named:
-        if (project.root_folder, name) in taken:  # a folder of that name exists: the careful path
-            left.append(task)
+    for task, project, name in named:
+        if (project.root_folder, name) in taken:
+            plan.left.append(task.id)
             continue
         taken.add((project.root_folder, name))
-        made = _row(project, project.root_folder, name, now)
-        new_rows.append(made)
-        logs: dict[str, dict[str, str]] = {}
-        logs_folder: dict[str, Any] | None = None
-        used: set[str] = set()
-        for job in status.jobs:
-            for log_name, path in job.logs.items():
-                p = Path(path)
-                if not p.is_file():
-                    continue
-                if logs_folder is None:
-                    logs_folder = _row(project, made["id"], ".logs", now)
-                    new_rows.append(logs_folder)
-                key, size = blobs.put_file(p)
-                wanted = files.check_name(f"{job.name}.{log_name}")
-                file_name, n = wanted, 0
-                while file_name in used:  # the platform's autorename, as files.free_name does it
-                    n += 1
-                    file_name = f"_{n}_{wanted}"
-                used.add(file_name)
-                row = _row(project, logs_folder["id"], file_name, now, FILE)
-                row.update(size=size, blob_key=key if size else None, origin_task=task.id)
-                new_rows.append(row)
-                logs.setdefault(job.name, {})[log_name] = row["id"]
-        placed.append((task, status, project, made["id"], logs))
-    # One multi-row INSERT through Core (every row has the same columns): ORM objects cost more to
-    # build than the insert itself, and these rows carry no metadata for the ORM's metadata index.
-    session.flush()
-    session.execute(insert(cast(Table, File.__table__)), new_rows)
-    for task, status, project, folder_id, logs in placed:
+        session.expunge(task)  # changed below; must never be flushed by this read session
+        status = statuses[task.id]
+        plan.expected[task.id] = task.status
+        if task.parent_id:
+            plan.parents[task.id] = task.parent_id
+        placer = outputs.FreshPlacer(project.id, task.id, now)
+        folder_id = placer.adopt(project.root_folder, name)
+        plan.folders[task.id] = (project.root_folder, name)
         _take_final_counts(task, status)
         task.output_folder = folder_id
-        task.jobs = jobs_json(status.jobs, logs)
+        task.jobs = jobs_json(status.jobs, _place_logs(placer, blobs, folder_id, status.jobs))
         if status.state != "completed":
-            rules.transition(task, FAILED, message=status.message or "Failed", prices=prices)
-            continue
-        summary = summary_of(session, task)
-        if not status.outputs and not summary.get("outputs"):
-            task.outputs = {}  # nothing to ingest, nothing required
-            rules.transition(task, COMPLETED, prices=prices)
-            continue
-        folder = session.get(File, folder_id)
-        assert folder is not None
-        target = locations.Target(folder)
-        targets = {str(o.get("id")): target for o in summary.get("outputs", [])}
-        _take_outputs(session, blobs, task, project, status, summary, targets, folder, prices)
-    return left
+            rules.transition(task, FAILED, message=status.message or "Failed", prices=prices, now=now)
+        else:
+            summary = summary_of(session, task)
+            got = _take_outputs(placer, blobs, task, status, summary, {}, folder_id, prices)
+            if got is not None:
+                rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes, now=now)
+        plan.rows[task.id] = placer.rows
+        plan.updates[task.id] = {c: getattr(task, c) for c in FINISHED_COLUMNS}
+    return plan
 
 
-def _row(project: Project, parent_id: str, name: str, now: datetime, kind: str = FOLDER) -> dict[str, Any]:
-    """A ``files`` row as ``files.make_folder`` / ``files.place_file`` would write it."""
-    return {
-        "id": new_file_id(),
-        "project_id": project.id,
-        "parent_id": parent_id,
-        "name": name,
-        "type": kind,
-        "size": 0,
-        "blob_key": None,
-        "origin_task": None,
-        "metadata": {},
-        "tags": [],
-        "storage": {"type": "PLATFORM"},
-        "created_on": now,
-        "modified_on": now,
-    }
+def _taken_names(session: Session, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (parent folder id, name) pairs already name a file or folder."""
+    if not wanted:
+        return set()
+    found = session.execute(
+        select(File.parent_id, File.name).where(
+            File.parent_id.in_({p for p, _ in wanted}), File.name.in_({n for _, n in wanted})
+        )
+    ).all()
+    return {(str(p), str(n)) for p, n in found} & wanted
+
+
+def apply_finish(session: Session, plan: FinishPlan) -> set[str]:
+    """Write a ``FinishPlan`` in the caller's write transaction; returns the ids it finished.
+
+    A task whose row changed since it was planned (an abort arrived, another worker took it) or
+    whose folder name was taken meanwhile is not written: the caller finishes it the careful way.
+    The rows are locked first (PostgreSQL), as the careful path does, so an abort waits for us.
+    """
+    if not plan.updates:
+        return set()
+    current = session.execute(
+        select(Task.id, Task.status, Task.abort_requested)
+        .where(Task.id.in_(list(plan.updates)))
+        .with_for_update()
+    ).all()
+    ready = {tid for tid, status, abort in current if status == plan.expected[tid] and not abort}
+    clashes = _taken_names(session, {plan.folders[t] for t in ready})
+    ready = {t for t in ready if plan.folders[t] not in clashes}
+    if not ready:
+        return set()
+    rows = [row for t in ready for row in plan.rows[t]]
+    session.execute(insert(cast(Table, File.__table__)), rows)
+    table = cast(Table, Task.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("task_id"))
+        .values({c: bindparam(c) for c in FINISHED_COLUMNS}),
+        [dict(plan.updates[t], task_id=t) for t in ready],
+    )
+    return ready
 
 
 def fail(task: Task, message: str, prices: pricing.PriceTable) -> None:
