@@ -51,8 +51,17 @@ def load_settings(**given: Any) -> Settings:
         raise typer.Exit(2)
 
 
-def prepare(settings: Settings) -> Database:
-    """Create the data dir and bring the schema up to date; refuse with a clear message if we cannot."""
+# Connections a long-running process keeps open. SQLAlchemy closes every connection beyond the pool's
+# size when it is returned, so a pool smaller than the usual number of concurrent requests (or loop
+# threads) opened a new PostgreSQL connection, and PostgreSQL forked a new backend, on most requests.
+SERVICE_POOL = 8
+
+
+def prepare(settings: Settings, pool_size: int = 2) -> Database:
+    """Create the data dir and bring the schema up to date; refuse with a clear message if we cannot.
+
+    ``pool_size``: 2 for one-off commands, ``SERVICE_POOL`` for the server and the worker.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         migrate.upgrade(settings.resolved_database_url)
@@ -60,7 +69,7 @@ def prepare(settings: Settings) -> Database:
         console.print(f"[red]error:[/] cannot prepare the database {_safe_url(settings)}: {exc}")
         console.print("Check --database-url / BRIDGEHEAD_DATABASE_URL and that the server is reachable.")
         raise typer.Exit(2)
-    return Database(settings.resolved_database_url, pool_size=2)
+    return Database(settings.resolved_database_url, pool_size=pool_size)
 
 
 def _safe_url(settings: Settings) -> str:
@@ -131,7 +140,7 @@ def serve(
         for p in problems:
             console.print(f"[red]error:[/] {p}")
         raise typer.Exit(2)
-    db = prepare(settings)
+    db = prepare(settings, SERVICE_POOL)
     with db.write() as s:
         if users.count_users(s) == 0:
             user = users.create_user(s, "admin", is_admin=True)
@@ -249,7 +258,7 @@ def worker(
         for p in problems:
             console.print(f"[red]error:[/] {p}")
         raise typer.Exit(2)
-    db = prepare(settings)
+    db = prepare(settings, SERVICE_POOL)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = ClusterWorker(settings, db, worker_id=worker_id, heartbeat=heartbeat, dead_after=dead_after)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -459,7 +459,8 @@ def plan_finish(
             named.append((task, project, name))
         else:
             plan.left.append(task.id)
-    plan.left += [i for i in statuses if i not in {t.id for t in tasks}]
+    loaded = {t.id for t in tasks}
+    plan.left += [i for i in statuses if i not in loaded]
     taken = _taken_names(session, {(p.root_folder, n) for _, p, n in named})
     now = utcnow()
     for task, project, name in named:
