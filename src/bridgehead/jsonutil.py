@@ -8,7 +8,6 @@ them exactly, so such a value costs speed, never an error or a changed number.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -24,14 +23,17 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# 19 digits in a row may be an integer orjson would read as a float (2**63 has 19 digits).
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# 19 digits in a row may be an integer orjson would read as a float (2**63 has 19 digits). They are
+# found by mapping every digit to "0" and everything else to " " and looking for nineteen "0": five
+# times faster than the regular expression ``\d{19}``, which cost more than orjson's parsing.
+_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def loads(text: str | bytes | memoryview) -> Any:
     """Parse JSON (the database's JSON columns); exact for integers of any size."""
     raw = text.encode() if isinstance(text, str) else text if isinstance(text, bytes) else bytes(text)
-    if _LONG_DIGITS.search(raw):
+    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
         return json.loads(raw)
     return orjson.loads(raw)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from bridgehead.db.models import Member, Project, User
 from bridgehead.db.models.tasks import STATUSES, ProjectTaskCount, Task
@@ -75,6 +75,11 @@ def visible(query: Select[Any], user: User) -> Select[Any]:
     return query.where(Task.project_id.in_(readable))
 
 
+# JSON columns a task's wire form never shows: a listing does not decode them (``jobs`` grows with
+# every step of a workflow). Touching one on a listed task raises instead of loading it row by row.
+NOT_LISTED = (defer(Task.jobs, raiseload=True), defer(Task.engine_handle, raiseload=True))
+
+
 def list_tasks(
     session: Session,
     user: User,
@@ -138,8 +143,8 @@ def list_tasks(
     else:
         total = session.scalar(select(func.count()).select_from(query.subquery()))
     ordering: list[Any] = [column.desc(), Task.id.desc()] if descending else [column.asc(), Task.id.asc()]
-    rows = list(session.scalars(query.order_by(*ordering).offset(offset).limit(limit)))
-    return rows, int(total or 0)
+    query = query.options(*NOT_LISTED).order_by(*ordering).offset(offset).limit(limit)
+    return list(session.scalars(query)), int(total or 0)
 
 
 def bulk(session: Session, user: User, ids: list[Any]) -> list[Task | SbgError]:
@@ -153,11 +158,22 @@ def bulk(session: Session, user: User, ids: list[Any]) -> list[Task | SbgError]:
 
 
 def project_ids(session: Session, tasks: list[Task]) -> dict[int, str]:
-    ids = {t.project_id for t in tasks}
-    if not ids:
-        return {}
-    rows = session.execute(select(Project.id, Project.owner, Project.slug).where(Project.id.in_(ids))).all()
-    return {pid: f"{owner}/{slug}" for pid, owner, slug in rows}
+    """``owner/slug`` of the tasks' projects; those the session already holds (the project a listing is
+    filtered by, loaded for its permission check) cost no query."""
+    out: dict[int, str] = {}
+    missing: set[int] = set()
+    for pid in {t.project_id for t in tasks}:
+        held = session.identity_map.get(session.identity_key(Project, pid))
+        if isinstance(held, Project):
+            out[pid] = f"{held.owner}/{held.slug}"
+        else:
+            missing.add(pid)
+    if missing:
+        rows = session.execute(
+            select(Project.id, Project.owner, Project.slug).where(Project.id.in_(missing))
+        ).all()
+        out.update({pid: f"{owner}/{slug}" for pid, owner, slug in rows})
+    return out
 
 
 def status_names() -> tuple[str, ...]:
