@@ -21,7 +21,8 @@ as the baseline (what TLS + the load generator cost on this machine).
 Targets: API p99 < 100 ms, >= 500 dispatched tasks/s.
 Environment: BENCH_DATABASE_URL (an admin URL; default BRIDGEHEAD_TEST_POSTGRES_URL),
 BENCH_SCALE_TASKS (default 100000), BENCH_SCALE_QUEUED (default 1000), BENCH_SCALE_STEADY (default
-5000), BENCH_SCALE_CLIENTS (default 4), BENCH_SCALE_RPS (default 100).
+5000), BENCH_SCALE_CLIENTS (default 4), BENCH_SCALE_RPS (default 100), BENCH_SCALE_WORKER_NICE (the
+workers' --nice; default theirs, 10).
 Prints human-readable figures and ends with one JSON line.
 """
 
@@ -66,6 +67,8 @@ STEADY = int(os.environ.get("BENCH_SCALE_STEADY", "5000"))
 CLIENTS = int(os.environ.get("BENCH_SCALE_CLIENTS", "4"))
 # Requests per second from all clients together (0: as fast as they can, a closed loop).
 RPS = float(os.environ.get("BENCH_SCALE_RPS", "100"))
+# The workers' --nice; empty: the worker's default (10). 0 shows what the API sees without it.
+WORKER_NICE = os.environ.get("BENCH_SCALE_WORKER_NICE", "")
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("BRIDGEHEAD_TEST_POSTGRES_URL")
 NO_OUTPUTS = {
     "cwlVersion": "v1.2",
@@ -135,6 +138,9 @@ class Load:
         self.servers, self.project, self.ids = servers, project, ids
         self.stop = threading.Event()
         self.lat: dict[str, list[float]] = {"get_task": [], "list_tasks": [], "healthz": []}
+        # The phase each latency fell in (set by main): where the tail comes from.
+        self.phase = ""
+        self.by_phase: dict[tuple[str, str], list[float]] = {}
         self.errors = 0
         self.lock = threading.Lock()
 
@@ -172,6 +178,7 @@ class Load:
                     with self.lock:
                         if resp.status_code == 200:
                             self.lat[kind].append(elapsed)
+                            self.by_phase.setdefault((self.phase, kind), []).append(elapsed)
                         else:
                             self.errors += 1
         finally:
@@ -233,6 +240,7 @@ def main() -> None:
         baseline.join()
 
         load = Load(servers, project.id, history + queued)
+        load.phase = "cold start"
         load.for_seconds(0, ["get_task", "list_tasks"])
         wenv = servers[0].env()
         wenv.update(BRIDGEHEAD_DATABASE_URL=url, BRIDGEHEAD_MAX_CORES="100000")
@@ -241,7 +249,8 @@ def main() -> None:
             log = (work / f"worker{i}.log").open("wb")
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "bridgehead", "worker", "--engine", "fake", "--id", f"scale-{i}"],
+                    [sys.executable, "-m", "bridgehead", "worker", "--engine", "fake", "--id", f"scale-{i}"]
+                    + (["--nice", WORKER_NICE] if WORKER_NICE else []),
                     env=wenv,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -255,6 +264,7 @@ def main() -> None:
         first, last = run_span(engine, queued)
         after_startup = done / max((last - first).total_seconds(), 1e-3) if first and last else float("nan")
 
+        load.phase = "idle"
         # Steady state: both workers registered and idle, then one transaction queues the next tasks.
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(Worker)).scalar_one() == 2
@@ -262,9 +272,14 @@ def main() -> None:
         api_procs = [psutil.Process(srv.proc.pid) for srv in servers if srv.proc]
         pg_procs = postgres_processes()
         cpu_before = [cpu_seconds(worker_procs), cpu_seconds(api_procs), cpu_seconds(pg_procs)]
-        queued_at = datetime.now(UTC)
+        load.phase = "queueing"
         steady_ids = seed_queued(engine, project.id, "noop", STEADY, "bench1")
+        # From the commit: the tasks exist for the workers from then on (the insert itself, 2-3 s of
+        # the bench's Python and PostgreSQL, used to count as dispatch time).
+        queued_at = datetime.now(UTC)
+        load.phase = "steady"
         steady_counts = wait_ended(engine, steady_ids, max(120.0, STEADY / 5))
+        load.phase = "after"
         # Backends that started meanwhile count from zero; ones that ended are lost (a few ms).
         pg_procs = list({p.pid: p for p in [*pg_procs, *postgres_processes()]}.values())
         cpu_after = [cpu_seconds(worker_procs), cpu_seconds(api_procs), cpu_seconds(pg_procs)]
@@ -302,7 +317,15 @@ def main() -> None:
                 f"  {kind:10s} n={len(values):6d} p50 {percentile(values, 0.5):6.1f} ms  "
                 f"p99 {percentile(values, 0.99):6.1f} ms"
             )
+    for phase in ("cold start", "idle", "queueing", "steady"):
+        parts = [
+            f"{kind} p99 {percentile(load.by_phase.get((phase, kind), []), 0.99):.1f} ms"
+            f" (n={len(load.by_phase.get((phase, kind), []))})"
+            for kind in ("get_task", "list_tasks")
+        ]
+        print(f"    during {phase}: " + ", ".join(parts))
     print(f"  API load {load.rate():.0f} requests/s (asked {RPS:g}; 0 = closed loop), errors {load.errors}")
+    print(f"  workers at nice {WORKER_NICE or '10 (the default)'}")
     print(
         json.dumps(
             {
@@ -325,6 +348,7 @@ def main() -> None:
                 "get_task_p99_vs_healthz": round(p99_get / p99_health, 2) if p99_health else None,
                 "api_requests_per_s": round(load.rate(), 1),
                 "api_errors": load.errors,
+                "worker_nice": int(WORKER_NICE or 10),
                 "p99_target_met": max(p99_get, p99_list) < 100,
                 "dispatch_target_met": steady >= 500,
             }

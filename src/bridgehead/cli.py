@@ -57,6 +57,12 @@ def load_settings(**given: Any) -> Settings:
 SERVICE_POOL = 8
 
 
+# A worker's default CPU priority. On a host that runs API servers too, a backlog being drained took
+# the CPU that requests wait for: at nice 10 the worker gets what the API leaves (on a host of its
+# own it changes nothing). Runs of the local engine inherit it.
+WORKER_NICE = 10
+
+
 def prepare(settings: Settings, pool_size: int = 2) -> Database:
     """Create the data dir and bring the schema up to date; refuse with a clear message if we cannot.
 
@@ -243,10 +249,21 @@ def worker(
     dead_after: Annotated[
         float, typer.Option(help="seconds of silence after which a worker's tasks are taken over")
     ] = 15.0,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=0, max=19, help="CPU priority (nice value, at least): below the API's, for hosts running both"
+        ),
+    ] = WORKER_NICE,
 ) -> None:
     """Run the task dispatcher and volume transfers, no API (workers and API servers share a PostgreSQL)."""
     import signal
 
+    from bridgehead import tuning
+
+    # First: the start-up (imports, checks, migrations) already yields to the API. Before any thread
+    # starts, as threads and the runs of the local engine inherit it.
+    tuning.lower_priority(nice)
     from bridgehead.workers.worker import ClusterWorker, WorkerConflict, engine_problems
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, engine=engine)

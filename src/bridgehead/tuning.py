@@ -51,3 +51,17 @@ def die_with_parent(parent_pid: int) -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def lower_priority(nice: int) -> int:
+    """Raise this process's nice value to ``nice`` unless it is already higher; returns the value now.
+
+    Only ever lowers the priority (raising it needs privileges), so a higher ``Nice=`` set by the
+    service manager stands. Called before threads start: on Linux each thread has its own value,
+    and new threads and child processes inherit their creator's.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        return nice
+    return current

@@ -167,3 +167,58 @@ def test_worker_id_in_use_is_refused(api_only: EmbeddedServer, tmp_path: Path) -
         assert "worker id 'twin' is in use" in dup.stderr and "pick another --id" in dup.stderr
     finally:
         stop(first)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "args", "expected"),
+    [
+        ([], [], 10),  # the default: below the API's priority
+        ([], ["--nice", "0"], 0),
+        (["nice", "-n", "15"], [], 15),  # a higher value set by the service manager stands
+    ],
+)
+def test_worker_runs_at_a_lower_cpu_priority_than_the_api(
+    api_only: EmbeddedServer, tmp_path: Path, launcher: list[str], args: list[str], expected: int
+) -> None:
+    import psutil
+
+    log = tmp_path / "w.log"
+    proc = subprocess.Popen(
+        [
+            *launcher,
+            sys.executable,
+            "-m",
+            "bridgehead",
+            "worker",
+            "--engine",
+            "fake",
+            "--id",
+            f"nice-{expected}",
+            *args,
+        ],
+        env=worker_env(api_only),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "bridgehead worker nice-" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert "bridgehead worker nice-" in log.read_text(), log.read_text()
+        threads = psutil.Process(proc.pid).threads()
+        assert {os.getpriority(os.PRIO_PROCESS, t.id) for t in threads} == {expected}
+    finally:
+        stop(proc)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the test process itself is untouched
+
+
+def test_worker_refuses_a_nice_value_out_of_range(api_only: EmbeddedServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bridgehead", "worker", "--engine", "fake", "--nice", "25"],
+        env=worker_env(api_only),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--nice" in done.stderr

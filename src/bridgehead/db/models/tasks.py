@@ -24,6 +24,7 @@ TERMINAL = (COMPLETED, FAILED, ABORTED)
 
 class Task(Base):
     __tablename__ = "tasks"
+    # project_id, status and parent_id are looked up through the composite indexes they lead (0013).
     __table_args__ = (
         Index("ix_tasks_status_claimed", "status", "claimed_by"),
         Index("ix_tasks_project_created_id", "project_id", "created_time", "id"),
@@ -31,13 +32,13 @@ class Task(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     # The app id with its revision (``owner/project/app/rev``) and the revision row it came from.
     app_id: Mapped[str] = mapped_column(String(400))
     app_revision_id: Mapped[int | None] = mapped_column(Integer, default=None)
-    status: Mapped[str] = mapped_column(String(16), default=DRAFT, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DRAFT)
     created_by: Mapped[str] = mapped_column(String(64))
     executed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     created_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -50,7 +51,7 @@ class Task(Base):
     batch_group: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Batching was switched off explicitly (``batch: false``), so the app default does not apply.
     batch_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    parent_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # A batch parent's children exist once this is set (they are created when the parent runs).
     expanded: Mapped[bool] = mapped_column(Boolean, default=False)
     use_interruptible_instances: Mapped[bool] = mapped_column(Boolean, default=False)
