@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,14 +81,27 @@ NO_OUTPUTS = {
 }
 
 
-def fresh_database(admin_url: str) -> str:
+def seed_elsewhere(url: str, project: str, count: int) -> list[str]:
+    """``seed_queued`` of ``count`` QUEUED tasks, for a child process."""
+    engine = db_engine(url)
+    try:
+        return seed_queued(engine, project, "noop", count, "bench1")
+    finally:
+        engine.dispose()
+
+
+def admin_sql(admin_url: str, statement: str) -> None:
     import psycopg
 
-    name = f"bh_scale_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(
         admin_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(statement)
+
+
+def fresh_database(admin_url: str) -> str:
+    name = f"bh_scale_{uuid.uuid4().hex[:10]}"
+    admin_sql(admin_url, f'CREATE DATABASE "{name}"')
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
@@ -139,7 +154,8 @@ class Load:
         self.stop = threading.Event()
         self.lat: dict[str, list[float]] = {"get_task": [], "list_tasks": [], "healthz": []}
         # The phase each latency fell in (set by main): where the tail comes from.
-        self.phase = ""
+        self._phase, self.phase_started = "", time.perf_counter()
+        self.slowest: list[tuple[float, str, str, float]] = []  # (ms, endpoint, phase, s into it)
         self.by_phase: dict[tuple[str, str], list[float]] = {}
         self.errors = 0
         self.lock = threading.Lock()
@@ -150,6 +166,14 @@ class Load:
             httpx.Client(base_url=s.root, verify=c, headers={"X-SBG-Auth-Token": s.token}, timeout=30)
             for s, c in zip(self.servers, contexts, strict=True)
         ]
+        # Untimed first: the connection (TCP, TLS handshake), and each endpoint once per API process,
+        # whose first call compiles its SQL statements (~100 ms, once per process and statement).
+        for client in clients:
+            client.get("/healthz")
+            if index == 0:
+                client.get(f"/v2/tasks/{self.ids[0]}")
+                client.get(f"/v2/tasks?project={self.project}&limit=50")
+        self.connected.wait()
         rng = random.Random(index)
         turn = index
         # Paced: each request has its slot in time and is sent at it, or at once when the previous
@@ -179,17 +203,29 @@ class Load:
                         if resp.status_code == 200:
                             self.lat[kind].append(elapsed)
                             self.by_phase.setdefault((self.phase, kind), []).append(elapsed)
+                            self.slowest.append((elapsed, kind, self.phase, started - self.phase_started))
                         else:
                             self.errors += 1
         finally:
             for c in clients:
                 c.close()
 
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, name: str) -> None:
+        self._phase, self.phase_started = name, time.perf_counter()
+
     def for_seconds(self, seconds: float, paths: list[str]) -> None:
-        self.started = time.perf_counter()
+        self.connected = threading.Barrier(CLIENTS + 1)
         threads = [threading.Thread(target=self.run, args=(i, paths)) for i in range(CLIENTS)]
         for t in threads:
             t.start()
+        self.connected.wait()  # every client has its connections: the timed part starts now
+        self.started = time.perf_counter()
+        self.phase = self.phase
         if seconds > 0:
             time.sleep(seconds)
             self.stop.set()
@@ -273,7 +309,10 @@ def main() -> None:
         pg_procs = postgres_processes()
         cpu_before = [cpu_seconds(worker_procs), cpu_seconds(api_procs), cpu_seconds(pg_procs)]
         load.phase = "queueing"
-        steady_ids = seed_queued(engine, project.id, "noop", STEADY, "bench1")
+        # In a process of its own: in this one, building and sending 5,000 rows held the GIL that the
+        # load's client threads need to read their answers, and their latencies grew with it.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            steady_ids = pool.submit(seed_elsewhere, url, project.id, STEADY).result()
         # From the commit: the tasks exist for the workers from then on (the insert itself, 2-3 s of
         # the bench's Python and PostgreSQL, used to count as dispatch time).
         queued_at = datetime.now(UTC)
@@ -296,6 +335,11 @@ def main() -> None:
         for s in servers:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
+        # Each run's 100,000 tasks would otherwise stay behind, and every later checkpoint would
+        # sync their files too.
+        with contextlib.suppress(Exception):
+            engine.dispose()
+        admin_sql(ADMIN_URL, f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
     rate = done / drain
     seconds = STEADY / steady if steady else float("nan")
@@ -324,6 +368,10 @@ def main() -> None:
             for kind in ("get_task", "list_tasks")
         ]
         print(f"    during {phase}: " + ", ".join(parts))
+    slow = ", ".join(
+        f"{ms:.0f} ms {kind} {at:.1f} s into {phase}" for ms, kind, phase, at in sorted(load.slowest)[-5:]
+    )
+    print(f"    slowest: {slow}")
     print(f"  API load {load.rate():.0f} requests/s (asked {RPS:g}; 0 = closed loop), errors {load.errors}")
     print(f"  workers at nice {WORKER_NICE or '10 (the default)'}")
     print(
