@@ -64,7 +64,14 @@ def _file_id(value: Any, field: str) -> str:
 
 
 def bulk_get(session: Session, user: User, ids: list[Any]) -> list[File | SbgError]:
-    return each(session, ids, lambda fid: files.get(session, user, _file_id(fid, "file_ids"))[0])
+    """Reads only: no savepoint per item (read sessions on PostgreSQL run without a transaction)."""
+    out: list[File | SbgError] = []
+    for fid in ids:
+        try:
+            out.append(files.get(session, user, _file_id(fid, "file_ids"))[0])
+        except SbgError as err:
+            out.append(err)
+    return out
 
 
 def bulk_delete(

@@ -92,13 +92,22 @@ def _bulk_insert(session: Session, rows: list[dict[str, Any]]) -> None:
         {k: (orjson.dumps(v).decode() if k in json_columns and v is not None else v) for k, v in row.items()}
         for row in rows
     ]
-    # On PostgreSQL with RETURNING, SQLAlchemy sends up to 1,000 rows per statement
-    # ("insertmanyvalues"); without it psycopg sends one statement per row, and the per-statement
-    # triggers keeping project_task_counts would fire per row, updating one counter row 10,000 times.
+    insert_many(session, target, encoded)
+
+
+def insert_many(session: Session, target: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows of the same columns with as few statements as the backend allows.
+
+    On PostgreSQL with RETURNING, SQLAlchemy sends up to 1,000 rows per statement
+    ("insertmanyvalues"); without it psycopg sends one statement per row, and the per-statement
+    triggers keeping ``project_task_counts`` and ``folder_counts`` would fire per row.
+    """
+    if not rows:
+        return
     many_rows = session.get_bind().dialect.name == "postgresql"
     statement = insert(target).returning(target.c.id) if many_rows else insert(target)
-    for start in range(0, len(encoded), 1000):
-        result = session.execute(statement, encoded[start : start + 1000])
+    for start in range(0, len(rows), 1000):
+        result = session.execute(statement, rows[start : start + 1000])
         if many_rows:
             result.all()
 
@@ -522,8 +531,7 @@ def apply_finish(session: Session, plan: FinishPlan) -> set[str]:
     ready = {t for t in ready if plan.folders[t] not in clashes}
     if not ready:
         return set()
-    rows = [row for t in ready for row in plan.rows[t]]
-    session.execute(insert(cast(Table, File.__table__)), rows)
+    insert_many(session, cast(Table, File.__table__), [row for t in ready for row in plan.rows[t]])
     table = cast(Table, Task.__table__)
     session.execute(
         update(table)
