@@ -71,6 +71,9 @@ CLIENTS = int(os.environ.get("BENCH_SCALE_CLIENTS", "4"))
 RPS = float(os.environ.get("BENCH_SCALE_RPS", "100"))
 # The workers' --nice; empty: the worker's default (10). 0 shows what the API sees without it.
 WORKER_NICE = os.environ.get("BENCH_SCALE_WORKER_NICE", "")
+# Where the data dirs go (the workers' run directories): the project directory, as `make run` does; see
+# bench/tasks.py for why not /tmp.
+DATA_ROOT = Path(os.environ.get("BENCH_DATA_DIR") or ROOT / ".bench-data")
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("BRIDGEHEAD_TEST_POSTGRES_URL")
 NO_OUTPUTS = {
     "cwlVersion": "v1.2",
@@ -246,7 +249,8 @@ def main() -> None:
         print("needs PostgreSQL: set BENCH_DATABASE_URL or BRIDGEHEAD_TEST_POSTGRES_URL (see make services)")
         print(json.dumps({"bench": "scale", "skipped": "no PostgreSQL"}))
         return
-    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    DATA_ROOT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="scale-", dir=DATA_ROOT))
     url = fresh_database(ADMIN_URL)
     env = {"BRIDGEHEAD_DISPATCHER": "false"}
     servers = [

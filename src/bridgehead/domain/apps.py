@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from bridgehead.db.base import utcnow
 from bridgehead.db.models import Member, Project, User
@@ -159,13 +159,23 @@ APP_REVISION = (
     )
 )
 
+# For task creation and validation, which read the summary only: the CWL document (``raw``, a whole
+# workflow with its tools embedded can be hundreds of KB of JSON) is loaded only if touched.
+APP_REVISION_SUMMARY = APP_REVISION.options(defer(AppRevision.raw))
+
 
 def resolve(
-    session: Session, user: User, app_id: str, field: str = "app", known: Project | None = None
+    session: Session,
+    user: User,
+    app_id: str,
+    field: str = "app",
+    known: Project | None = None,
+    with_raw: bool = True,
 ) -> AppRevision:
     """One readable app revision; the latest when ``app_id`` has no revision (403 6001 / 404 6002).
 
     ``known``: a project the caller already loaded (a task's own), used when the app lives there.
+    ``with_raw=False`` defers the CWL document (see ``APP_REVISION_SUMMARY``).
     """
     aid = parse_app_id(app_id, field)
     project = known if known is not None and known.sbg_id == aid.project_id else _project(session, aid)
@@ -173,7 +183,8 @@ def resolve(
         raise NotFound(f"App {app_id} does not exist: no project {aid.project_id}.", code=6002, field=field)
     _check_read(session, user, project, app_id)
     row = session.execute(
-        APP_REVISION, {"project_id": project.id, "name": aid.name, "revision": aid.revision}
+        APP_REVISION if with_raw else APP_REVISION_SUMMARY,
+        {"project_id": project.id, "name": aid.name, "revision": aid.revision},
     ).first()
     if row is not None:
         hit: AppRevision = row[1]

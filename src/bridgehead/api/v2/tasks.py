@@ -13,7 +13,7 @@ from bridgehead.api.pagination import Page, page_params
 from bridgehead.db.models import Project
 from bridgehead.db.models.tasks import DRAFT
 from bridgehead.domain.errors import BadRequest, SbgError
-from bridgehead.domain.tasks import locations, queries, service
+from bridgehead.domain.tasks import inserts, locations, queries, service
 from bridgehead.schemas.tasks import BulkTaskIds, TaskCreate, TaskOut, job_out, task_out
 
 router = APIRouter(tags=["tasks"])
@@ -102,9 +102,12 @@ def create_task(
         )
         project = s.get(Project, task.project_id)  # held by the session since the permission check
         assert project is not None
+    # The row is built and its JSON serialised before the write transaction: it holds the lock for
+    # the INSERT alone (through the ORM, the flush of one task was most of that time).
+    row = inserts.encode_tasks([inserts.task_row(task)])
     try:
         with ctx.db.write() as s:
-            service.insert(s, task)
+            inserts.insert_tasks(s, row)
     except IntegrityError:
         # Something the task refers to went away in between (a deleted project, app or file): the
         # whole creation again in one write transaction answers with the right error.

@@ -12,19 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import orjson
-from sqlalchemy import JSON, Table, bindparam, insert, select, update
-from sqlalchemy import column as sa_column
-from sqlalchemy import table as sa_table
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.types import UserDefinedType
 
 from bridgehead.db.base import new_uuid, utcnow
 from bridgehead.db.models import AppRevision, File, Project, User
 from bridgehead.db.models.tasks import ABORTED, COMPLETED, FAILED, QUEUED, RUNNING, Task
 from bridgehead.domain import files, memo
 from bridgehead.domain.errors import SbgError
-from bridgehead.domain.tasks import batching, locations, outputs, pricing, rules
+from bridgehead.domain.tasks import batching, inserts, locations, outputs, pricing, rules
 from bridgehead.domain.tasks.validation import collect_ids, file_ref, load_files
 from bridgehead.engines.base import JobInfo, RunStatus
 from bridgehead.storage.blobs import BlobStore
@@ -63,53 +59,6 @@ def preload(
             collect_ids(t.inputs or {}, ids)
         keep += list(load_files(session, ids).values())
     return keep
-
-
-class _JsonText(UserDefinedType[str]):
-    """Already-serialised JSON: bound as-is with no cast, so the column's JSON type takes the text."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "JSON"
-
-
-def _bulk_insert(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert many task rows fast: JSON values are serialised once here with orjson.
-
-    Through the ORM each of the ~12 JSON columns of every row goes through ``json.dumps``, which
-    dominated the creation of a 10,000-child batch; a Core insert whose JSON columns are bound as
-    text skips that (both SQLite and PostgreSQL accept JSON text for a JSON column). ``None`` stays SQL
-    NULL so that ``IS NULL`` filters (unclaimed, no engine handle) keep working.
-    """
-    table = cast(Table, Task.__table__)
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    target = sa_table(
-        table.name,
-        *[sa_column(c.name, _JsonText() if c.name in json_columns else c.type) for c in table.columns],
-    )
-    encoded = [
-        {k: (orjson.dumps(v).decode() if k in json_columns and v is not None else v) for k, v in row.items()}
-        for row in rows
-    ]
-    insert_many(session, target, encoded)
-
-
-def insert_many(session: Session, target: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT rows of the same columns with as few statements as the backend allows.
-
-    On PostgreSQL with RETURNING, SQLAlchemy sends up to 1,000 rows per statement
-    ("insertmanyvalues"); without it psycopg sends one statement per row, and the per-statement
-    triggers keeping ``project_task_counts`` and ``folder_counts`` would fire per row.
-    """
-    if not rows:
-        return
-    many_rows = session.get_bind().dialect.name == "postgresql"
-    statement = insert(target).returning(target.c.id) if many_rows else insert(target)
-    for start in range(0, len(rows), 1000):
-        result = session.execute(statement, rows[start : start + 1000])
-        if many_rows:
-            result.all()
 
 
 def expand(session: Session, parent: Task) -> int:
@@ -183,7 +132,7 @@ def expand(session: Session, parent: Task) -> int:
                 "batch_index": index,
             }
         )
-    _bulk_insert(session, rows)
+    inserts.insert_tasks(session, inserts.encode_tasks(rows))
     parent.expanded = True
     parent.claimed_by = None
     rules.transition(parent, RUNNING, now=now)
@@ -531,7 +480,7 @@ def apply_finish(session: Session, plan: FinishPlan) -> set[str]:
     ready = {t for t in ready if plan.folders[t] not in clashes}
     if not ready:
         return set()
-    insert_many(session, cast(Table, File.__table__), [row for t in ready for row in plan.rows[t]])
+    inserts.insert_many(session, cast(Table, File.__table__), [row for t in ready for row in plan.rows[t]])
     table = cast(Table, Task.__table__)
     session.execute(
         update(table)

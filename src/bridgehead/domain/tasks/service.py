@@ -77,7 +77,7 @@ def resolve_app(
     except ImportError:
         resolver = None
     if resolver is not None:
-        found: AppRevision = resolver(session, user, app_id, field=field_name, known=known)
+        found: AppRevision = resolver(session, user, app_id, field=field_name, known=known, with_raw=False)
         return found
     if not isinstance(app_id, str) or not APP_ID_RE.match(app_id):
         raise BadRequest(
