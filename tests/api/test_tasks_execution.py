@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bridgehead.embedded import EmbeddedServer
-from tests.support.taskapps import SUMMARY, add_file, install_app
+from tests.support.taskapps import SUMMARY, add_file, install_app, project_and_app_fixtures
 from tests.support.taskapps import wait_task as wait
 
 VOLUME_ROOT = Path(tempfile.mkdtemp(prefix="bh-task-vol-"))
@@ -24,14 +24,7 @@ SERVER_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def project(http: httpx.Client) -> str:
-    return str(http.post("/projects", json={"name": "exec"}).json()["id"])
-
-
-@pytest.fixture(scope="module")
-def app_id(server: EmbeddedServer, project: str) -> str:
-    return install_app(server, project, "tool")
+project, app_id = project_and_app_fixtures("exec", "tool")
 
 
 @pytest.fixture(scope="module")

@@ -24,19 +24,12 @@ from bridgehead.embedded import EmbeddedServer
 from bridgehead.engines.base import JobInfo, RunStatus
 from bridgehead.storage.blobs import store_for
 from tests.support.dbstate import assert_same_pairs
-from tests.support.taskapps import add_file, install_app
+from tests.support.taskapps import add_file, project_and_app_fixtures
 
 PRICES = pricing.PriceTable(1.0, 0.0)
 
 
-@pytest.fixture(scope="module")
-def project(http: httpx.Client) -> str:
-    return str(http.post("/projects", json={"name": "planned"}).json()["id"])
-
-
-@pytest.fixture(scope="module")
-def app_id(server: EmbeddedServer, project: str) -> str:
-    return install_app(server, project, "plan")
+project, app_id = project_and_app_fixtures("planned", "plan")
 
 
 @pytest.fixture(scope="module")

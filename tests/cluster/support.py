@@ -162,6 +162,17 @@ def start_worker(server: EmbeddedServer, args: list[str], log: Path, **env: str)
         )
 
 
+def run_worker(server: EmbeddedServer, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``bridgehead worker ARGS`` to its end (one that refuses to start), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridgehead", "worker", *args],
+        env=worker_env(server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()

@@ -24,6 +24,7 @@ from .support import (
     claims,
     db_engine,
     output_file_counts,
+    run_worker,
     seed_queued,
     start_api_only,
     start_worker,
@@ -156,13 +157,7 @@ def test_worker_id_in_use_is_refused(api_only: EmbeddedServer, tmp_path: Path) -
                 if conn.execute(select(Worker.id).where(Worker.id == "twin")).first():
                     break
             time.sleep(0.2)
-        dup = subprocess.run(
-            [sys.executable, "-m", "bridgehead", "worker", "--engine", "fake", "--id", "twin"],
-            env=worker_env(api_only),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        dup = run_worker(api_only, ["--engine", "fake", "--id", "twin"])
         assert dup.returncode == 2
         assert "worker id 'twin' is in use" in dup.stderr and "pick another --id" in dup.stderr
     finally:
@@ -214,11 +209,5 @@ def test_worker_runs_at_a_lower_cpu_priority_than_the_api(
 
 
 def test_worker_refuses_a_nice_value_out_of_range(api_only: EmbeddedServer) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bridgehead", "worker", "--engine", "fake", "--nice", "25"],
-        env=worker_env(api_only),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_worker(api_only, ["--engine", "fake", "--nice", "25"])
     assert done.returncode == 2 and "--nice" in done.stderr

@@ -187,3 +187,19 @@ def wait_task(http: httpx.Client, task_id: str, timeout: float = 60) -> dict[str
         if body["status"] in ("COMPLETED", "FAILED", "ABORTED") or time.monotonic() > deadline:
             return body
         time.sleep(0.1)
+
+
+def project_and_app_fixtures(project_name: str, app_name: str) -> tuple[Any, Any]:
+    """Module fixtures ``project`` (a new project of the module's live server) and ``app_id`` (a
+    tool installed in it): ``project, app_id = project_and_app_fixtures("exec", "tool")``."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="project")
+    def project(http: httpx.Client) -> str:
+        return str(http.post("/projects", json={"name": project_name}).json()["id"])
+
+    @pytest.fixture(scope="module", name="app_id")
+    def app_id(server: EmbeddedServer, project: str) -> str:
+        return install_app(server, project, app_name)
+
+    return project, app_id
