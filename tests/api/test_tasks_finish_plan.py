@@ -8,6 +8,7 @@ another worker, so the live server's dispatcher leaves them to the test.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def test_a_planned_finish_writes_what_the_careful_finish_writes(
         plan = execution.plan_finish(s, blobs, {planned: run_output(tmp_path / "p")}, PRICES)
     assert plan.left == [] and list(plan.updates) == [planned]
     with db.write() as s:
-        assert execution.apply_finish(s, plan) == {planned}
+        assert execution.apply_finish(s, blobs, plan) == {planned}
     with db.write() as s:
         task = s.get(Task, careful)
         assert task is not None
@@ -205,7 +206,7 @@ def test_a_task_aborted_or_a_name_taken_after_planning_is_left_to_the_careful_pa
     made = http.post("/files", json={"name": f"cl_{clashed[:8]}", "project": project, "type": "folder"})
     assert made.status_code == 201, made.text
     with db.write() as s:
-        assert execution.apply_finish(s, plan) == {ok}
+        assert execution.apply_finish(s, blobs, plan) == {ok}
     assert http.get(f"/tasks/{ok}").json()["status"] == "COMPLETED"
     assert http.get(f"/tasks/{aborted}").json()["status"] == "ABORTING"
     assert http.get(f"/tasks/{clashed}").json()["status"] == "RUNNING"
@@ -217,3 +218,34 @@ def test_a_task_aborted_or_a_name_taken_after_planning_is_left_to_the_careful_pa
             s, blobs, {aborted: statuses[aborted], clashed: statuses[clashed]}, PRICES
         )
     assert sorted(again.left) == sorted([aborted, clashed]) and not again.updates
+
+
+def test_a_run_that_cannot_be_planned_is_left_to_the_careful_path_alone(
+    server: EmbeddedServer, http: httpx.Client, db: Database, project: str, app_id: str, tmp_path: Path
+) -> None:
+    good, bad = running_tasks(server, http, db, project, app_id, ["good", "bad"])
+    blobs = store_for(Settings(data_dir=server.data_path))
+    broken = run_output(tmp_path / "b")
+    assert broken.outputs is not None
+    broken.outputs["result"]["basename"] = "no/slashes"  # a name no file may have
+    with db.read() as s:
+        plan = execution.plan_finish(s, blobs, {good: run_output(tmp_path / "g"), bad: broken}, PRICES)
+    assert plan.left == [bad] and set(plan.updates) == {good}
+    assert bad not in plan.rows and bad not in plan.folders
+
+
+def test_content_collected_after_planning_sends_the_task_to_the_careful_path(
+    server: EmbeddedServer, http: httpx.Client, db: Database, project: str, app_id: str, tmp_path: Path
+) -> None:
+    (task,) = running_tasks(server, http, db, project, app_id, ["collected"])
+    blobs = store_for(Settings(data_dir=server.data_path))
+    status = run_output(tmp_path / "x")
+    (tmp_path / "x" / "stdout.log").write_text("content no other file has\n")
+    with db.read() as s:
+        plan = execution.plan_finish(s, blobs, {task: status}, PRICES)
+    unique = hashlib.sha256(b"content no other file has\n").hexdigest()
+    assert unique in {r["blob_key"] for r in plan.rows[task]}
+    blobs.path(unique).unlink()  # what deleting the last other file of that content does meanwhile
+    with db.write() as s:
+        assert execution.apply_finish(s, blobs, plan) == set()
+    assert http.get(f"/tasks/{task}").json()["status"] == "RUNNING"

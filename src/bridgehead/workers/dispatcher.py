@@ -386,13 +386,20 @@ class Dispatcher:
         size = RECORD_CHUNK if self.db.is_sqlite else RECORD_CHUNK_ROW_LOCKS
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
-            plan = execution.FinishPlan(left=[i for i in chunk if i in finished])
-            if plan.left:
-                with self.db.read() as s:
-                    plan = execution.plan_finish(
-                        s, self.blobs, {i: finished[i] for i in plan.left}, self.prices
-                    )
-            execution.store_ahead(self.blobs, [finished[i] for i in plan.left])
+            ended = [i for i in chunk if i in finished]
+            # Content first, with no transaction open (a SQLite read would hold its WAL snapshot
+            # through the copying); the plan's and the careful path's stores are then answered
+            # from the blob store's memory.
+            execution.store_ahead(self.blobs, [finished[i] for i in ended])
+            plan = execution.FinishPlan(left=ended)
+            if ended:
+                try:
+                    with self.db.read() as s:
+                        plan = execution.plan_finish(
+                            s, self.blobs, {i: finished[i] for i in ended}, self.prices
+                        )
+                except Exception:  # every run then takes the careful path, which fails only the faulty
+                    log.exception("planning %d finished runs failed: finishing them one by one", len(ended))
             with self.db.write() as s:
                 done = self._apply(s, plan)
                 touched = {plan.parents[i] for i in done if i in plan.parents}
@@ -419,7 +426,7 @@ class Dispatcher:
         of the plan takes the careful one-at-a-time path, which fails only the task at fault."""
         try:
             with s.begin_nested():
-                return execution.apply_finish(s, plan)
+                return execution.apply_finish(s, self.blobs, plan)
         except Exception:
             log.exception("finishing %d tasks together failed: finishing them one by one", len(plan.updates))
             return set()

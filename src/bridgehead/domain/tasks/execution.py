@@ -425,28 +425,51 @@ def plan_finish(
         if (project.root_folder, name) in taken:
             plan.left.append(task.id)
             continue
-        taken.add((project.root_folder, name))
         session.expunge(task)  # changed below; must never be flushed by this read session
-        status = statuses[task.id]
-        plan.expected[task.id] = task.status
+        placer = outputs.FreshPlacer(project.id, task.id, now)
+        try:
+            _plan_one(session, blobs, placer, task, statuses[task.id], name, prices, now)
+        except Exception:  # a bad name, an unreadable file: finish() records the failure properly
+            log.exception("planning the finish of task %s failed: it takes the careful path", task.id)
+            plan.left.append(task.id)
+            continue
+        taken.add((project.root_folder, name))
+        plan.expected[task.id] = RUNNING
         if task.parent_id:
             plan.parents[task.id] = task.parent_id
-        placer = outputs.FreshPlacer(project.id, task.id, now)
-        folder_id = placer.adopt(project.root_folder, name)
         plan.folders[task.id] = (project.root_folder, name)
-        _take_final_counts(task, status)
-        task.output_folder = folder_id
-        task.jobs = jobs_json(status.jobs, _place_logs(placer, blobs, folder_id, status.jobs))
-        if status.state != "completed":
-            rules.transition(task, FAILED, message=status.message or "Failed", prices=prices, now=now)
-        else:
-            summary = summary_of(session, task)
-            got = _take_outputs(placer, blobs, task, status, summary, {}, folder_id, prices)
-            if got is not None:
-                rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes, now=now)
         plan.rows[task.id] = placer.rows
         plan.updates[task.id] = {c: getattr(task, c) for c in FINISHED_COLUMNS}
     return plan
+
+
+def _plan_one(
+    session: Session,
+    blobs: BlobStore,
+    placer: outputs.FreshPlacer,
+    task: Task,
+    status: RunStatus,
+    folder_name: str,
+    prices: pricing.PriceTable,
+    now: datetime,
+) -> None:
+    """``finish`` of one run onto a detached task, its new rows collected by ``placer``."""
+    folder_id = placer.adopt(task_root(session, task), folder_name)
+    _take_final_counts(task, status)
+    task.output_folder = folder_id
+    task.jobs = jobs_json(status.jobs, _place_logs(placer, blobs, folder_id, status.jobs))
+    if status.state != "completed":
+        rules.transition(task, FAILED, message=status.message or "Failed", prices=prices, now=now)
+        return
+    got = _take_outputs(placer, blobs, task, status, summary_of(session, task), {}, folder_id, prices)
+    if got is not None:
+        rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes, now=now)
+
+
+def task_root(session: Session, task: Task) -> str:
+    project = session.get(Project, task.project_id)
+    assert project is not None
+    return project.root_folder
 
 
 def _taken_names(session: Session, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -461,12 +484,14 @@ def _taken_names(session: Session, wanted: set[tuple[str, str]]) -> set[tuple[st
     return {(str(p), str(n)) for p, n in found} & wanted
 
 
-def apply_finish(session: Session, plan: FinishPlan) -> set[str]:
+def apply_finish(session: Session, blobs: BlobStore, plan: FinishPlan) -> set[str]:
     """Write a ``FinishPlan`` in the caller's write transaction; returns the ids it finished.
 
-    A task whose row changed since it was planned (an abort arrived, another worker took it) or
-    whose folder name was taken meanwhile is not written: the caller finishes it the careful way.
-    The rows are locked first (PostgreSQL), as the careful path does, so an abort waits for us.
+    A task whose row changed since it was planned (an abort arrived, another worker took it), whose
+    folder name was taken meanwhile, or one of whose stored contents is gone (deleting another file
+    of the same content collects it) is not written: the caller finishes it the careful way, which
+    stores the content again. The rows are locked first (PostgreSQL), as the careful path does, so
+    an abort waits for us.
     """
     if not plan.updates:
         return set()
@@ -478,6 +503,9 @@ def apply_finish(session: Session, plan: FinishPlan) -> set[str]:
     ready = {tid for tid, status, abort in current if status == plan.expected[tid] and not abort}
     clashes = _taken_names(session, {plan.folders[t] for t in ready})
     ready = {t for t in ready if plan.folders[t] not in clashes}
+    keys = {str(r["blob_key"]) for t in ready for r in plan.rows[t] if r["blob_key"]}
+    gone = {k for k in keys if not blobs.exists(k)}
+    ready = {t for t in ready if not any(r["blob_key"] in gone for r in plan.rows[t])}
     if not ready:
         return set()
     inserts.insert_many(session, cast(Table, File.__table__), [row for t in ready for row in plan.rows[t]])
