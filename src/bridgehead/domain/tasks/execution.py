@@ -428,7 +428,7 @@ def plan_finish(
         session.expunge(task)  # changed below; must never be flushed by this read session
         placer = outputs.FreshPlacer(project.id, task.id, now)
         try:
-            _plan_one(session, blobs, placer, task, statuses[task.id], name, prices, now)
+            _plan_one(session, blobs, placer, task, statuses[task.id], project.root_folder, name, prices, now)
         except Exception:  # a bad name, an unreadable file: finish() records the failure properly
             log.exception("planning the finish of task %s failed: it takes the careful path", task.id)
             plan.left.append(task.id)
@@ -449,12 +449,13 @@ def _plan_one(
     placer: outputs.FreshPlacer,
     task: Task,
     status: RunStatus,
+    root_id: str,
     folder_name: str,
     prices: pricing.PriceTable,
     now: datetime,
 ) -> None:
     """``finish`` of one run onto a detached task, its new rows collected by ``placer``."""
-    folder_id = placer.adopt(task_root(session, task), folder_name)
+    folder_id = placer.adopt(root_id, folder_name)
     _take_final_counts(task, status)
     task.output_folder = folder_id
     task.jobs = jobs_json(status.jobs, _place_logs(placer, blobs, folder_id, status.jobs))
@@ -464,12 +465,6 @@ def _plan_one(
     got = _take_outputs(placer, blobs, task, status, summary_of(session, task), {}, folder_id, prices)
     if got is not None:
         rules.transition(task, COMPLETED, prices=prices, output_bytes=got.total_bytes, now=now)
-
-
-def task_root(session: Session, task: Task) -> str:
-    project = session.get(Project, task.project_id)
-    assert project is not None
-    return project.root_folder
 
 
 def _taken_names(session: Session, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
